@@ -1,0 +1,215 @@
+"""The `tunebench` command. Each subcommand parses flags and calls one library function; no logic here."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from tunebench.errors import SpecError, TunebenchError
+
+
+def default_spec_path() -> Path:
+    return Path(str(resources.files("tunebench") / "experiments" / "default.yaml"))
+
+
+def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
+    import yaml
+
+    out = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise SpecError(f"{flag} {pair!r}: expected key=value")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The spec as data: the YAML file (or the built-in default), then the flags on top."""
+    from tunebench.config import load_yaml
+
+    data = load_yaml(args.spec or default_spec_path())
+    if args.model:
+        data["models"] = [m for item in args.model for m in item.split(",") if m]
+    if args.task:
+        data["task"] = {"name": args.task}
+    if args.task_opt:
+        task = data.get("task", "arithmetic")
+        task = {"name": task} if isinstance(task, str) else dict(task)
+        data["task"] = {**task, **_key_values(args.task_opt, "--task-opt")}
+    if args.methods:
+        wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
+        by_name = {(m if isinstance(m, str) else m.get("name")): m for m in data.get("methods", [])}
+        data["methods"] = [by_name.get(name, name) for name in wanted]  # keep the spec's options for a method
+    if args.seeds:
+        data["seeds"] = args.seeds
+    budget = dict(data.get("budget") or {})
+    if args.steps is not None:
+        budget["steps"] = args.steps
+    budget.update(_key_values(args.budget or [], "--budget"))
+    data["budget"] = budget
+    if args.out:
+        data["out"] = args.out
+    if args.name:
+        data["name"] = args.name
+    return data
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tunebench.config import parse_spec
+    from tunebench.report.leaderboard import render, rows
+    from tunebench.runs.runner import run_experiment
+    from tunebench.ui import console, out
+
+    data = spec_from_args(args)
+    spec = parse_spec(data, source=str(args.spec or "default experiment"))
+    console.print(
+        f"[bold]tunebench compare[/bold] · experiment [cyan]{spec.name}[/cyan] · models "
+        f"{', '.join(spec.models)} · methods {', '.join(m.name for m in spec.methods)} · "
+        f"seeds {', '.join(map(str, spec.seeds))}"
+    )
+    results = run_experiment(spec, force=args.force)
+    out.print(
+        render(rows(results), title=f"Leaderboard · {spec.name} · {results[0]['task'] if results else ''}")
+    )
+    out.print(f"Runs in {Path(spec.out) / spec.name}")
+    return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from tunebench.models import MODELS, cache_dir
+    from tunebench.models.zoo import READY
+    from tunebench.ui import out
+
+    table = Table(
+        title="Models (also: any local Hugging Face folder, or a hub id when online)", title_justify="left"
+    )
+    for col in ("name", "kind", "size", "prepared", "source"):
+        table.add_column(col)
+    for name, entry in MODELS.items():
+        ready = (cache_dir() / "models" / name / READY).exists()
+        table.add_row(name, entry.kind, entry.params, "yes" if ready else "on first use", entry.source)
+    out.print(table)
+    return 0
+
+
+def cmd_prepare(args: argparse.Namespace) -> int:
+    from tunebench.models import resolve_model
+    from tunebench.ui import out
+
+    for name in args.models:
+        resolved = resolve_model(name)
+        out.print(f"{name}: ready in {resolved.path}")
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from tunebench.tasks import TASKS
+    from tunebench.typed import field_names
+    from tunebench.ui import out
+
+    table = Table(title="Tasks (a data file path also works as --task)", title_justify="left")
+    for col in ("name", "summary", "options", "example"):
+        table.add_column(col)
+    for name, entry in TASKS.items():
+        table.add_row(name, entry.summary, ", ".join(field_names(entry.options)), "\n".join(entry.examples))
+    out.print(table)
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from tunebench.methods import METHODS
+    from tunebench.typed import field_names
+    from tunebench.ui import out
+
+    table = Table(title="Methods", title_justify="left")
+    for col in ("name", "updates", "access", "trains", "options", "summary"):
+        table.add_column(col)
+    for name, cls in METHODS.items():
+        table.add_row(
+            name,
+            cls.updates,
+            cls.access,
+            "yes" if cls.trains else "no",
+            ", ".join(field_names(cls.Options)) or "—",
+            cls.summary,
+        )
+    out.print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tunebench", description="Which specialization strategy fits my task?"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("compare", help="run every method of a spec on its models and print the leaderboard")
+    p.add_argument(
+        "spec", nargs="?", help="experiment YAML (default: the built-in 3-digit addition experiment)"
+    )
+    p.add_argument("--model", action="append", help="model name, folder or hub id (repeat or comma-separate)")
+    p.add_argument("--task", help="built-in task name or a data file (.jsonl .csv .tsv .parquet)")
+    p.add_argument("--task-opt", action="append", metavar="KEY=VALUE", help="task option, e.g. digits=4")
+    p.add_argument("--methods", help="comma-separated methods, e.g. zero-shot,lora")
+    p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument("--steps", type=int, help="optimizer steps per trained run (budget.steps)")
+    p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="budget field, e.g. batch_size=16")
+    p.add_argument("--name", help="experiment name (the folder under --out)")
+    p.add_argument("--out", help="run store folder (default: runs)")
+    p.add_argument("--force", action="store_true", help="redo runs that finished earlier")
+    p.set_defaults(func=cmd_compare)
+
+    sub.add_parser("models", help="list the models").set_defaults(func=cmd_models)
+    p = sub.add_parser("prepare", help="prepare models into the local cache now (otherwise on first use)")
+    p.add_argument("models", nargs="+")
+    p.set_defaults(func=cmd_prepare)
+    sub.add_parser("tasks", help="list the built-in tasks").set_defaults(func=cmd_tasks)
+    sub.add_parser("methods", help="list the methods").set_defaults(func=cmd_methods)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import warnings
+
+    warnings.filterwarnings("ignore", category=UserWarning)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    try:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except TunebenchError as e:
+        from tunebench.ui import console
+
+        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        return 2
+    except KeyboardInterrupt:
+        print(
+            "interrupted; finished runs are kept and the next run of the same command resumes",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,23 @@
+"""Loading a resolved model and its tokenizer for a run."""
+
+from __future__ import annotations
+
+import torch
+
+from tunebench.models.zoo import ResolvedModel
+
+
+def load_tokenizer(model: ResolvedModel):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model.path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token  # decoders often ship without one; padding is masked anyway
+    return tokenizer
+
+
+def load_causal_lm(model: ResolvedModel, device: torch.device) -> torch.nn.Module:
+    from transformers import AutoModelForCausalLM
+
+    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32)
+    return lm.to(device).eval()

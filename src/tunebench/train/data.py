@@ -1,0 +1,76 @@
+"""Tokenized training examples and deterministic, dynamically padded batches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+IGNORE = -100  # label value that cross-entropy skips: prompt tokens and padding
+
+
+@dataclass(frozen=True)
+class Encoded:
+    ids: list[int]
+    n_prompt: int
+    """Leading tokens that belong to the prompt (no loss on them)."""
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor  # (B, T)
+    attention_mask: torch.Tensor  # (B, T)
+    labels: torch.Tensor  # (B, T), IGNORE outside the targets
+
+    @property
+    def n_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
+
+
+def encode(tokenizer, prompts: list[str], targets: list[str], max_length: int) -> tuple[list[Encoded], int]:
+    """Prompt and target tokenized apart, as at inference, so the boundary tokens match what generation sees.
+
+    Returns the examples and how many were truncated (the prompt loses tokens from its left end).
+    """
+    prompt_ids = tokenizer(prompts, add_special_tokens=True)["input_ids"]
+    target_ids = tokenizer([" " + t for t in targets], add_special_tokens=False)["input_ids"]
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    out, truncated = [], 0
+    for p, t in zip(prompt_ids, target_ids, strict=True):
+        t = t + eos
+        if len(p) + len(t) > max_length:
+            truncated += 1
+            keep = max(1, max_length - len(t))
+            p = p[-keep:]
+            t = t[: max_length - len(p)]
+        out.append(Encoded(ids=p + t, n_prompt=len(p)))
+    return out, truncated
+
+
+def collate(examples: list[Encoded], pad_id: int) -> Batch:
+    """Right-pad to the longest example in the batch (dynamic padding)."""
+    width = max(len(e.ids) for e in examples)
+    ids = torch.full((len(examples), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(examples), width), dtype=torch.long)
+    labels = torch.full((len(examples), width), IGNORE, dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e.ids)
+        ids[row, :n] = torch.tensor(e.ids)
+        mask[row, :n] = 1
+        labels[row, e.n_prompt : n] = ids[row, e.n_prompt : n]
+    return Batch(ids, mask, labels)
+
+
+def batch_stream(examples: list[Encoded], batch_size: int, seed: int, pad_id: int) -> Iterator[Batch]:
+    """Endless batches; each epoch is a fresh permutation drawn from (seed, epoch), so the order is reproducible."""
+    epoch = 0
+    while True:
+        order = np.random.default_rng([seed, epoch]).permutation(len(examples))
+        for start in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
+            yield collate([examples[i] for i in order[start : start + batch_size]], pad_id)
+        epoch += 1

@@ -1,0 +1,40 @@
+"""Device and precision choices, made once per run."""
+
+from __future__ import annotations
+
+import contextlib
+from functools import cache
+
+import torch
+
+
+def pick_device() -> torch.device:
+    return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+
+
+@cache
+def cpu_has_bf16() -> bool:
+    """AVX-512 bf16 or AMX: bf16 matrix work is then faster than fp32 on the CPU."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    if precision == "fp32":
+        return False
+    if precision == "bf16":
+        return True
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return cpu_has_bf16()
+
+
+def autocast(device: torch.device, bf16: bool) -> contextlib.AbstractContextManager:
+    """bf16 autocast: matmuls in bf16 (AMX on CPU, tensor cores on GPU), master weights stay fp32."""
+    if not bf16:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
