@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from tunebench.errors import SpecError
-from tunebench.typed import build, field_names, require
+from tunebench.typed import build, coerce, field_names, require
 
 
 @dataclass
@@ -142,7 +142,7 @@ def parse_spec(data: dict[str, Any], source: str = "<flags>") -> ExperimentSpec:
     names = [m.name for m in methods]
     dupes = sorted({n for n in names if names.count(n) > 1})
     require(not dupes, f"{source}: methods", f"{', '.join(dupes)} listed twice")
-    seeds = [int(s) for s in _as_list(data.get("seeds", [0]))]
+    seeds = coerce(data.get("seeds", [0]), list[int], f"{source}: seeds")
     require(bool(seeds), f"{source}: seeds", "give at least one seed")
     name = str(data.get("name") or "experiment")
     require(

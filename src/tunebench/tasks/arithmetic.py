@@ -44,7 +44,8 @@ class ArithmeticOptions:
         require(
             total <= capacity // 2,
             where,
-            f"{total} distinct problems asked for, but {digits} digits give only {capacity} pairs; "
+            f"{total} distinct problems asked for, but {digits} digits allow at most {capacity // 2} "
+            f"(half of their {capacity} pairs, so that sampling stays fast); "
             "lower the sizes or raise the digits",
         )
 

@@ -8,6 +8,7 @@ small label set is a classification task (accuracy, macro-F1); otherwise it is a
 from __future__ import annotations
 
 import csv
+import io
 import json
 import random
 from dataclasses import dataclass
@@ -92,7 +93,9 @@ def _parse_jsonl(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
 
 
 def _parse_delimited(path: Path, text: str, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    # A file-like object with newline="" keeps the newlines inside quoted fields (splitting the text
+    # into lines first would silently drop them, and split rows at characters such as U+2028).
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = next(reader)
     except StopIteration:

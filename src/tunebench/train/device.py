@@ -14,13 +14,17 @@ def pick_device() -> torch.device:
 
 @cache
 def cpu_has_bf16() -> bool:
-    """AVX-512 bf16 or AMX: bf16 matrix work is then faster than fp32 on the CPU."""
+    """AMX tiles: only then is bf16 matrix work faster than fp32 on a CPU.
+
+    Measured on a 2-core Xeon with AVX-512 bf16 but no AMX: a LoRA step of SmolLM2-135M took 3.4 s under
+    bf16 autocast against 1.7 s in fp32 (the casts cost more than the narrower vectors save).
+    """
     try:
         with open("/proc/cpuinfo") as f:
             flags = f.read()
     except OSError:
         return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+    return "amx_bf16" in flags
 
 
 def use_bf16(precision: str, device: torch.device) -> bool:

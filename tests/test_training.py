@@ -1,0 +1,89 @@
+"""The training loop on a tiny model: target-only loss is the model's own loss, and training learns."""
+
+from __future__ import annotations
+
+import torch
+
+from tunebench.config import Budget
+from tunebench.models.load import load_causal_lm, load_tokenizer
+from tunebench.train.data import IGNORE, collate, encode
+from tunebench.train.loop import train
+from tunebench.train.loss import full_forward_loss, target_loss
+
+
+def _batch(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    examples, truncated = encode(tok, ["12 + 3 =", "7 + 70 ="], ["15", "77"], max_length=64)
+    assert truncated == 0
+    return tok, collate(examples, tok.pad_token_id)
+
+
+def test_labels_cover_only_the_target(tiny_llama):
+    tok, batch = _batch(tiny_llama)
+    for row in range(2):
+        labelled = batch.labels[row][batch.labels[row] != IGNORE].tolist()
+        # " 15" or " 77" and the end-of-sequence token, nothing from the prompt or the padding
+        assert tok.decode(labelled[:-1]).strip() in {"15", "77"}
+        assert labelled[-1] == tok.eos_token_id
+
+
+def test_target_loss_equals_the_models_own_loss(tiny_llama):
+    """Applying the head at target positions only must not change the loss."""
+    _, batch = _batch(tiny_llama)
+    model = load_causal_lm(tiny_llama, torch.device("cpu"))
+    with torch.no_grad():
+        fast = target_loss(model, batch)
+        plain = full_forward_loss(model, batch)
+    torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-5)
+
+
+def test_truncation_keeps_the_target_and_is_counted(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    examples, truncated = encode(tok, ["1 + 1 = " * 20], ["2"], max_length=10)
+    assert truncated == 1
+    assert len(examples[0].ids) == 10
+    assert examples[0].ids[-1] == tok.eos_token_id
+
+
+def test_full_training_lowers_the_loss(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    model = load_causal_lm(tiny_llama, torch.device("cpu"))
+    examples, _ = encode(tok, [f"{a} + {a} =" for a in range(16)], [str(2 * a) for a in range(16)], 64)
+    budget = Budget(steps=30, batch_size=8, lr=3e-3, warmup=0.0)
+    stats = train(
+        model,
+        target_loss,
+        examples,
+        budget,
+        seed=0,
+        pad_id=tok.pad_token_id,
+        device=torch.device("cpu"),
+        bf16=False,
+    )
+    assert stats.steps == 30
+    assert stats.examples == 30 * 8
+    assert stats.tokens > stats.target_tokens > 0
+    assert sum(stats.losses[-5:]) / 5 < 0.7 * sum(stats.losses[:5]) / 5
+
+
+def test_same_seed_same_losses(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    examples, _ = encode(tok, [f"{a} + 1 =" for a in range(12)], [str(a + 1) for a in range(12)], 64)
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = load_causal_lm(tiny_llama, torch.device("cpu"))
+        budget = Budget(steps=5, batch_size=4, lr=1e-3)
+        runs.append(
+            train(
+                model,
+                target_loss,
+                examples,
+                budget,
+                seed=3,
+                pad_id=tok.pad_token_id,
+                device=torch.device("cpu"),
+                bf16=False,
+            ).losses
+        )
+    assert runs[0] == runs[1]
