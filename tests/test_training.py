@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tunebench.config import Budget
 from tunebench.models.load import load_causal_lm, load_tokenizer
 from tunebench.train.data import IGNORE, collate, encode
-from tunebench.train.loop import train
+from tunebench.train.loop import TrainingError, train
 from tunebench.train.loss import full_forward_loss, target_loss
 
 
@@ -87,3 +88,26 @@ def test_same_seed_same_losses(tiny_llama):
             ).losses
         )
     assert runs[0] == runs[1]
+
+
+def test_a_nan_loss_stops_training_with_the_step(tiny_llama):
+    tok = load_tokenizer(tiny_llama)
+    model = load_causal_lm(tiny_llama, torch.device("cpu"))
+    examples, _ = encode(tok, ["1 + 1 ="] * 4, ["2"] * 4, 64)
+
+    def nan_after_two(model, batch, calls=[0]):  # noqa: B006 - a call counter
+        calls[0] += 1
+        loss = target_loss(model, batch)
+        return loss * float("nan") if calls[0] > 2 else loss
+
+    with pytest.raises(TrainingError, match="step 3"):
+        train(
+            model,
+            nan_after_two,
+            examples,
+            Budget(steps=5, batch_size=2),
+            seed=0,
+            pad_id=tok.pad_token_id,
+            device=torch.device("cpu"),
+            bf16=False,
+        )

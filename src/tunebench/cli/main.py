@@ -189,6 +189,7 @@ def _quiet_libraries() -> None:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # per-run weight loading bars would drown the run's own progress
     except ImportError:
         pass
 

@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from tunebench.errors import TunebenchError, UnknownNameError, did_you_mean
 from tunebench.registry import Registry
-from tunebench.ui import stage
+from tunebench.ui import console
 
 READY = ".tunebench-ready"
 
@@ -84,7 +85,8 @@ def prepare(name: str, entry: ModelEntry) -> Path:
     partial = target.parent / f"{name}.partial-{os.getpid()}"
     partial.mkdir()
     try:
-        with stage(f"preparing model {name} once into {target} (from {entry.source})"):
+        console.print(f"preparing model [cyan]{name}[/cyan] once into {target} (from {entry.source})")
+        with _library_progress_bars():
             entry.build(partial)
         (partial / READY).write_text(json.dumps({"source": entry.source}))
         if target.exists():
@@ -94,6 +96,20 @@ def prepare(name: str, entry: ModelEntry) -> Path:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+@contextmanager
+def _library_progress_bars() -> Iterator[None]:
+    """Show transformers' own bars (GGUF dequantization, shard writing) while a model is prepared."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.enable_progress_bar()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            hf_logging.disable_progress_bar()
 
 
 def _kind_from_config(config: dict) -> str:

@@ -55,37 +55,37 @@ def _count(n: int) -> str:
 
 
 def render(table_rows: list[Row], title: str = "Leaderboard") -> Table:
+    """The rows as a table; the model and seed columns appear only when they vary."""
     metric = next((r.metric_name for r in table_rows if r.metric_name), "metric")
-    table = Table(title=title, title_justify="left")
-    for name, justify in (
-        ("model", "left"),
-        ("method", "left"),
-        ("seed", "right"),
+    show_model = len({r.model for r in table_rows}) > 1
+    show_seed = len({r.seed for r in table_rows}) > 1
+    columns = [("model", "left")] if show_model else []
+    columns += [("method", "left")] + ([("seed", "right")] if show_seed else [])
+    columns += [
         (metric, "right"),
         ("95% CI", "right"),
         ("trainable", "right"),
-        ("train time", "right"),
+        ("train", "right"),
         ("tokens/s", "right"),
         ("peak mem", "right"),
-    ):
-        table.add_column(name, justify=justify)
+    ]
+    table = Table(title=title, title_justify="left")
+    for name, justify in columns:
+        table.add_column(name, justify=justify, no_wrap=name in ("method", "95% CI", "trainable"))
     for r in table_rows:
+        lead = ([r.model] if show_model else []) + [r.method] + ([str(r.seed)] if show_seed else [])
         if r.status != "ok":
-            table.add_row(
-                r.model, r.method, str(r.seed), "[red]failed[/red]", "", "", "", "", "", end_section=False
-            )
-            table.add_row("", f"[red]  {r.error}[/red]", "", "", "", "", "", "", "")
+            table.add_row(*lead, "[red]failed[/red]", *[""] * 5)
+            table.add_row(*[""] * (len(lead) - 1), f"[red]{r.error}[/red]", *[""] * 6)
             continue
         lo, hi = r.ci95 or (0.0, 0.0)
         table.add_row(
-            r.model,
-            r.method,
-            str(r.seed),
+            *lead,
             f"{r.metric:.1%}",
             f"{lo:.1%}–{hi:.1%}",
-            f"{_count(r.trainable)} ({r.trainable_pct:.2f}%)",
+            f"{_count(r.trainable)} ({r.trainable_pct:.2g}%)" if r.trainable else "0",
             f"{r.train_seconds:.0f} s" if r.train_seconds else "—",
             f"{r.tokens_per_s:,.0f}" if r.tokens_per_s else "—",
-            f"{r.peak_mb:,.0f} MB" if r.peak_mb else "—",
+            f"{r.peak_mb / 1024:.1f} GB" if r.peak_mb else "—",
         )
     return table

