@@ -23,6 +23,7 @@ from tunebench.models.zoo import ResolvedModel
 from tunebench.registry import Registry
 from tunebench.tasks.base import Splits, Task
 from tunebench.train.data import encode
+from tunebench.train.device import autocast
 from tunebench.train.loop import LossFn, TrainStats, train
 from tunebench.train.loss import target_loss
 
@@ -81,6 +82,17 @@ class Method(ABC):
     @abstractmethod
     def param_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters, exact."""
+
+    # Optional capabilities, asked for by shared code (latency, drift) instead of testing method names.
+
+    def merge(self) -> bool:
+        """Fold trained weights into the base for serving (LoRA family); False when there is nothing to merge."""
+        return False
+
+    def text_nll(self, texts: list[str], ctx: Context) -> float | None:
+        """Mean per-token negative log-likelihood of `texts` under this method's model, or None when the method
+        has no language model to ask (a probe, for example)."""
+        return None
 
 
 METHODS: Registry[type[Method]] = Registry("method")
@@ -169,6 +181,14 @@ class DecoderMethod(Method):
 
     def param_counts(self) -> tuple[int, int]:
         return count_parameters(self.model)
+
+    @torch.no_grad()
+    def text_nll(self, texts: list[str], ctx: Context) -> float | None:
+        self.model.eval()
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(ctx.device)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        with autocast(ctx.device, ctx.bf16):
+            return float(self.model(**enc, labels=labels).loss)
 
 
 def write_json(path: Path, data: Any) -> None:

@@ -51,3 +51,7 @@ class Lora(DecoderMethod):
 
     def export(self, folder: Path) -> None:
         self.model.save_pretrained(folder)  # adapter_config.json + adapter_model.safetensors
+
+    def merge(self) -> bool:
+        self.model = self.model.merge_and_unload()  # W + (alpha / r) · B A, one matrix per layer again
+        return True
