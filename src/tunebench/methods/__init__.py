@@ -1,10 +1,11 @@
-"""Every method in one registry. Each module registers its method in one line (`@METHODS.register`).
+"""Every method in one registry. Each module registers its methods in one line (`@METHODS.register`).
 
-To add a method: write a module here that subclasses `Method` (or `DecoderMethod`), register it, and
-import it below. The conformance suite in tests/ picks it up without edits.
+To add a method: write a module here that subclasses `Method` (or `ModelMethod` for one that runs a
+language model), register it, and import it below. `tunebench methods`, the spec validation and the
+conformance suite in tests/ pick it up without edits.
 """
 
-from tunebench.methods import full, lora, prompting  # noqa: F401  (registration)
+from tunebench.methods import adapter, full, logprob, peft_methods, probe, prompting  # noqa: F401  (registration)
 from tunebench.methods.base import METHODS, Context, Method, NoOptions
 
 __all__ = ["METHODS", "Context", "Method", "NoOptions"]

@@ -16,16 +16,10 @@ from typing import Any, ClassVar
 import torch
 
 from tunebench.config import Budget
-from tunebench.errors import UnsupportedError
-from tunebench.evaluate.generate import generate
-from tunebench.models.load import load_causal_lm, load_tokenizer
 from tunebench.models.zoo import ResolvedModel
 from tunebench.registry import Registry
 from tunebench.tasks.base import Splits, Task
-from tunebench.train.data import encode
-from tunebench.train.device import autocast
-from tunebench.train.loop import LossFn, TrainStats, train
-from tunebench.train.loss import target_loss
+from tunebench.train.loop import TrainStats
 
 
 @dataclass
@@ -80,6 +74,10 @@ class Method(ABC):
         """Write the artifact that reproduces this method's predictions on top of the base model."""
 
     @abstractmethod
+    def load_artifact(self, folder: Path) -> None:
+        """After `prepare`, restore the trained state that `export` wrote (fresh object, same predictions)."""
+
+    @abstractmethod
     def param_counts(self) -> tuple[int, int]:
         """(trainable, total) parameters, exact."""
 
@@ -103,92 +101,6 @@ def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     return trainable, total
-
-
-class DecoderMethod(Method):
-    """A method that answers by generating text from a causal LM.
-
-    Subclasses change what is trained (`adapt`), how a question is put (`render`), and what is saved
-    (`export`); loading, training and batched generation are shared.
-    """
-
-    loss_fn: ClassVar[LossFn] = staticmethod(target_loss)
-
-    def check(self, task: Task, model: ResolvedModel) -> None:
-        if model.kind != "decoder":
-            raise UnsupportedError(
-                f"{self.name} generates text and needs a decoder; {model.name} is an {model.kind}"
-            )
-
-    def prepare(self, ctx: Context) -> None:
-        self.tokenizer = load_tokenizer(ctx.model)
-        base = load_causal_lm(ctx.model, ctx.device)
-        for p in base.parameters():
-            p.requires_grad_(False)
-        torch.manual_seed(ctx.seed)  # adapter initialisation is part of the run's seed
-        self.model = self.adapt(base, ctx)
-
-    def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
-        """Make the parts this method trains trainable (or wrap the model); the default trains nothing."""
-        return model
-
-    def render(self, task: Task, text: str) -> str:
-        """The exact text given to the model before its answer."""
-        return task.prompt(text)
-
-    def fit(self, ctx: Context) -> TrainStats | None:
-        if not self.trains:
-            return None
-        train_split = ctx.splits.train
-        prompts = [self.render(ctx.task, e.input) for e in train_split]
-        examples, self.truncated = encode(
-            self.tokenizer, prompts, [e.target for e in train_split], ctx.budget.max_length
-        )
-        self.train_stats = train(
-            self.model,
-            type(self).loss_fn,
-            examples,
-            ctx.budget,
-            seed=ctx.seed,
-            pad_id=self.tokenizer.pad_token_id,
-            device=ctx.device,
-            bf16=ctx.bf16,
-            on_step=ctx.on_train_step,
-        )
-        return self.train_stats
-
-    #: Stop string for generation besides end-of-sequence (None: only EOS ends an answer).
-    stop: str | None = None
-    #: Rendered prompts already carry their special tokens (chat templates do).
-    prompt_has_specials = False
-
-    def max_new_tokens(self, task: Task) -> int:
-        return task.max_new_tokens
-
-    def predict(self, ctx: Context, inputs: list[str]) -> list[str]:
-        return generate(
-            self.model,
-            self.tokenizer,
-            [self.render(ctx.task, x) for x in inputs],
-            max_new_tokens=self.max_new_tokens(ctx.task),
-            batch_size=ctx.budget.eval_batch_size,
-            device=ctx.device,
-            bf16=ctx.bf16,
-            stop=self.stop,
-            add_special_tokens=not self.prompt_has_specials,
-            on_batch=ctx.on_eval_batch,
-        )
-
-    def param_counts(self) -> tuple[int, int]:
-        return count_parameters(self.model)
-
-    @torch.no_grad()
-    def text_nll(self, texts: list[str], ctx: Context) -> float | None:
-        self.model.eval()
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(ctx.device)
-        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
-        with autocast(ctx.device, ctx.bf16):
-            return float(self.model(**enc, labels=labels).loss)
 
 
 def write_json(path: Path, data: Any) -> None:

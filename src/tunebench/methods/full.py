@@ -1,16 +1,25 @@
-"""Full fine-tuning (fine-tuning II): every weight trained. The artifact is a whole model in safetensors."""
+"""Full fine-tuning (fine-tuning II) and partial fine-tuning (fine-tuning I).
+
+`full` trains every weight; its artifact is a whole model in safetensors that transformers loads as it
+is. `partial` trains only the last k blocks and the output head; its artifact holds only those tensors.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file
 
-from tunebench.methods.base import METHODS, Context, DecoderMethod
+from tunebench.errors import UnsupportedError
+from tunebench.methods.base import METHODS, Context
+from tunebench.methods.tuning import ModelMethod, ModelOptions
+from tunebench.typed import require
 
 
 @METHODS.register("full")
-class Full(DecoderMethod):
+class Full(ModelMethod):
     name = "full"
     updates = "all weights"
     access = "white box"
@@ -18,10 +27,64 @@ class Full(DecoderMethod):
     trains = True
 
     def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return model
+        return model.requires_grad_(True)
 
     def export(self, folder: Path) -> None:
         self.model.save_pretrained(folder)
         self.tokenizer.save_pretrained(folder)
+
+    def load_artifact(self, folder: Path) -> None:
+        result = self.model.load_state_dict(load_file(str(folder / "model.safetensors")), strict=False)
+        tied = set(getattr(self.model, "_tied_weights_keys", None) or [])
+        missing = [k for k in result.missing_keys if k not in tied and not k.endswith("lm_head.weight")]
+        if missing or result.unexpected_keys:
+            raise UnsupportedError(
+                f"{folder}: weights do not match the model ({(missing + result.unexpected_keys)[:3]})"
+            )
+
+
+def transformer_blocks(model: torch.nn.Module) -> torch.nn.ModuleList:
+    """The model's stack of transformer blocks: the ModuleList as long as config.num_hidden_layers."""
+    n = getattr(model.config, "num_hidden_layers", None)
+    candidates = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    if not candidates:
+        raise UnsupportedError(f"cannot find the {n} transformer blocks of {type(model).__name__}")
+    return candidates[0]
+
+
+@dataclass
+class PartialOptions(ModelOptions):
+    blocks: int = 2
+    """How many of the last transformer blocks train."""
+    output_head: bool = True
+    """Train the output head too (for a generating decoder with tied embeddings this is the embedding matrix;
+    a new classification head always trains)."""
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        require(self.blocks >= 1, f"{where}.blocks", f"train at least one block, got {self.blocks}")
+
+
+@METHODS.register("partial")
+class Partial(ModelMethod):
+    name = "partial"
+    updates = "last k blocks + head"
+    access = "white box"
+    summary = "fine-tuning I: train the last k transformer blocks and the output head, freeze the rest"
+    trains = True
+    Options = PartialOptions
+
+    def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+        blocks = transformer_blocks(model)
+        if self.options.blocks > len(blocks):
+            raise UnsupportedError(
+                f"partial.blocks is {self.options.blocks} but {ctx.model.name} has {len(blocks)} blocks"
+            )
+        for block in blocks[-self.options.blocks :]:
+            block.requires_grad_(True)
+        if self.options.output_head and model.get_output_embeddings() is not None:
+            model.get_output_embeddings().requires_grad_(True)
+        norm = getattr(getattr(model, model.base_model_prefix, model), "norm", None)
+        if isinstance(norm, torch.nn.Module):
+            norm.requires_grad_(True)  # the final norm sits between the last block and the head
+        return model

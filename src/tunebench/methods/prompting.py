@@ -7,11 +7,13 @@ and generation stops at the end of the line.
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunebench.methods.base import METHODS, Context, DecoderMethod, write_json
+from tunebench.methods.base import METHODS, Context, NoOptions, write_json
+from tunebench.methods.tuning import ModelMethod
 from tunebench.tasks.base import Example, Task
 from tunebench.typed import require
 
@@ -25,9 +27,10 @@ class FewShotOptions:
         require(self.k >= 1, f"{where}.k", f"few-shot needs at least one example, got {self.k}")
 
 
-class PromptingMethod(DecoderMethod):
+class PromptingMethod(ModelMethod):
     access = "black box"
     updates = "nothing"
+    generative_only = True
     shots: list[Example]
 
     def prepare(self, ctx: Context) -> None:
@@ -69,10 +72,15 @@ class PromptingMethod(DecoderMethod):
             },
         )
 
+    def load_artifact(self, folder: Path) -> None:
+        data = json.loads((folder / "prompt.json").read_text(encoding="utf-8"))
+        self.shots = [Example(s["input"], s["target"]) for s in data["shots"]]
+
 
 @METHODS.register("zero-shot")
 class ZeroShot(PromptingMethod):
     name = "zero-shot"
+    Options = NoOptions
     summary = "describe the task in an instruction; no examples, no training"
 
 

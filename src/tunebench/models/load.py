@@ -16,8 +16,11 @@ def load_tokenizer(model: ResolvedModel):
     return tokenizer
 
 
-def load_causal_lm(model: ResolvedModel, device: torch.device) -> torch.nn.Module:
+def load_causal_lm(model: ResolvedModel, device: torch.device, **kwargs) -> torch.nn.Module:
+    """The causal LM in fp32 on `device`; `kwargs` go to from_pretrained (a quantization config, say)."""
     from transformers import AutoModelForCausalLM
 
-    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32)
-    return lm.to(device).eval()
+    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32, **kwargs)
+    if "quantization_config" not in kwargs:  # quantized weights are placed by bitsandbytes itself
+        lm = lm.to(device)
+    return lm.eval()

@@ -86,10 +86,11 @@ def _build_tiny_llama(out: Path) -> None:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tokenizer = build_tokenizer(["<pad>", "<s>", "</s>", "<unk>"], bert_style=False)
+    # 64 wide: bitsandbytes' 4-bit CPU kernels need rows of at least one 64-value quantization block.
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,
+        intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         num_key_value_heads=2,
@@ -111,12 +112,15 @@ def _build_tiny_bert(out: Path) -> None:
     tokenizer = build_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], bert_style=True)
     config = BertConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
+        hidden_size=64,
+        intermediate_size=128,
         num_hidden_layers=2,
         num_attention_heads=4,
         max_position_embeddings=512,
         pad_token_id=tokenizer.pad_token_id,
+        # Wider initial weights: at BERT's 0.02 a random 2-layer trunk gives [CLS] states that barely depend
+        # on the input, and nothing on top of them can learn.
+        initializer_range=0.3,
     )
     torch.manual_seed(0)
     BertModel(config).save_pretrained(out)
@@ -127,19 +131,21 @@ MODELS.add(
     "tiny-llama",
     ModelEntry(
         kind="decoder",
-        params="0.04M",
+        params="0.1M",
         source="built locally (random init, Llama config, local BPE tokenizer)",
         build=_build_tiny_llama,
-        summary="2-layer, 32-wide random Llama for tests",
+        summary="2-layer, 64-wide random Llama for tests",
+        version=2,
     ),
 )
 MODELS.add(
     "tiny-bert",
     ModelEntry(
         kind="encoder",
-        params="0.04M",
+        params="0.1M",
         source="built locally (random init, BERT config, local BPE tokenizer)",
         build=_build_tiny_bert,
-        summary="2-layer, 32-wide random BERT encoder for tests",
+        summary="2-layer, 64-wide random BERT encoder for tests",
+        version=3,
     ),
 )

@@ -34,6 +34,8 @@ class ModelEntry:
     build: Callable[[Path], None]
     """Writes a Hugging Face folder (config, safetensors, tokenizer) into an empty directory."""
     summary: str = ""
+    version: int = 1
+    """Bumped when `build` changes, so that an older prepared copy in the cache is rebuilt."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ def resolve_model(name: str) -> ResolvedModel:
 
 def prepare(name: str, entry: ModelEntry) -> Path:
     target = cache_dir() / "models" / name
-    if (target / READY).exists():
+    if _ready_version(target) == entry.version:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     for stale in target.parent.glob(f"{name}.partial-*"):
@@ -88,7 +90,7 @@ def prepare(name: str, entry: ModelEntry) -> Path:
         console.print(f"preparing model [cyan]{name}[/cyan] once into {target} (from {entry.source})")
         with _library_progress_bars():
             entry.build(partial)
-        (partial / READY).write_text(json.dumps({"source": entry.source}))
+        (partial / READY).write_text(json.dumps({"source": entry.source, "version": entry.version}))
         if target.exists():
             shutil.rmtree(target)  # an old folder without the ready marker
         os.replace(partial, target)
@@ -96,6 +98,13 @@ def prepare(name: str, entry: ModelEntry) -> Path:
         if partial.exists():
             shutil.rmtree(partial, ignore_errors=True)
     return target
+
+
+def _ready_version(folder: Path) -> int | None:
+    try:
+        return json.loads((folder / READY).read_text()).get("version", 1)
+    except (OSError, ValueError):
+        return None
 
 
 @contextmanager

@@ -16,13 +16,15 @@ class Encoded:
     ids: list[int]
     n_prompt: int
     """Leading tokens that belong to the prompt (no loss on them)."""
+    label: int | None = None
+    """Class index, for a classification head (the whole sequence is then input)."""
 
 
 @dataclass
 class Batch:
     input_ids: torch.Tensor  # (B, T)
     attention_mask: torch.Tensor  # (B, T)
-    labels: torch.Tensor  # (B, T), IGNORE outside the targets
+    labels: torch.Tensor  # (B, T), IGNORE outside the targets; or (B,) class indices for a classifier
 
     @property
     def n_tokens(self) -> int:
@@ -52,6 +54,17 @@ def encode(tokenizer, prompts: list[str], targets: list[str], max_length: int) -
     return out, truncated
 
 
+def encode_labelled(
+    tokenizer, inputs: list[str], labels: list[int], max_length: int
+) -> tuple[list[Encoded], int]:
+    """Inputs for a classification head: the text (truncated to max_length) and its class index."""
+    ids = tokenizer(inputs, add_special_tokens=True)["input_ids"]
+    truncated = sum(len(x) > max_length for x in ids)
+    return [
+        Encoded(ids=x[:max_length], n_prompt=0, label=y) for x, y in zip(ids, labels, strict=True)
+    ], truncated
+
+
 def collate(examples: list[Encoded], pad_id: int) -> Batch:
     """Right-pad to the longest example in the batch (dynamic padding)."""
     width = max(len(e.ids) for e in examples)
@@ -63,6 +76,8 @@ def collate(examples: list[Encoded], pad_id: int) -> Batch:
         ids[row, :n] = torch.tensor(e.ids)
         mask[row, :n] = 1
         labels[row, e.n_prompt : n] = ids[row, e.n_prompt : n]
+    if examples[0].label is not None:
+        labels = torch.tensor([e.label for e in examples], dtype=torch.long)
     return Batch(ids, mask, labels)
 
 

@@ -40,6 +40,13 @@ class TrainStats:
     losses: list[float] = field(default_factory=list)
 
 
+def _target_tokens(batch: Batch) -> int:
+    """Tokens that carry loss: the answer tokens of a generative batch, one per example for a classifier."""
+    if batch.labels.dim() == 1:
+        return int(batch.labels.shape[0])
+    return int((batch.labels[:, 1:] >= 0).sum())
+
+
 def make_optimizer(params: list[torch.nn.Parameter], budget: Budget) -> torch.optim.Optimizer:
     """AdamW, fused where torch has a fused kernel for the device.
 
@@ -97,7 +104,7 @@ def train(
                 step_loss += loss.item() / budget.grad_accum
                 stats.examples += batch.input_ids.shape[0]
                 stats.tokens += batch.n_tokens
-                stats.target_tokens += int((batch.labels[:, 1:] >= 0).sum())
+                stats.target_tokens += _target_tokens(batch)
             if not math.isfinite(step_loss):
                 raise TrainingError(
                     f"the loss became {step_loss} at step {step + 1}; try a lower learning rate"

@@ -37,3 +37,9 @@ def full_forward_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
     """The plain way: the model's own forward with labels (for wrappers that must see the whole forward,
     such as prefix tuning, which injects key/value prefixes in the PEFT model's forward)."""
     return model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+
+
+def classification_loss(model: torch.nn.Module, batch: Batch) -> torch.Tensor:
+    """Cross-entropy of a sequence-classification model's logits (B, C) against class indices (B,)."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    return F.cross_entropy(logits.float(), batch.labels)

@@ -1,0 +1,50 @@
+"""The `adapter` method: bottleneck adapters (see bottleneck.py) in Houlsby or Pfeiffer placement."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from tunebench.methods.base import METHODS, Context
+from tunebench.methods.bottleneck import ACTIVATIONS, insert_adapters
+from tunebench.methods.tuning import ModelMethod, ModelOptions
+from tunebench.typed import require
+
+
+@dataclass
+class AdapterOptions(ModelOptions):
+    placement: str = "houlsby"
+    """houlsby (after attention and after the MLP) or pfeiffer (after the MLP only)."""
+    reduction: int = 16
+    """Bottleneck width = hidden size / reduction."""
+    activation: str = "relu"
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        require(
+            self.placement in ("houlsby", "pfeiffer"),
+            f"{where}.placement",
+            f"expected houlsby or pfeiffer, got {self.placement!r}",
+        )
+        require(self.reduction >= 1, f"{where}.reduction", "must be at least 1")
+        require(
+            self.activation in ACTIVATIONS,
+            f"{where}.activation",
+            f"expected one of {', '.join(ACTIVATIONS)}, got {self.activation!r}",
+        )
+
+
+@METHODS.register("adapter")
+class Adapter(ModelMethod):
+    name = "adapter"
+    updates = "bottleneck modules in every block"
+    access = "white box"
+    summary = "insert small down/up-projection modules after attention and MLP (Houlsby) or MLP (Pfeiffer)"
+    trains = True
+    Options = AdapterOptions
+
+    def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+        o = self.options
+        self.inserted = insert_adapters(model, o.placement, o.reduction, o.activation)
+        return model  # the new modules are created trainable; everything else stays frozen

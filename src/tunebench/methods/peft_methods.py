@@ -1,0 +1,224 @@
+"""The methods PEFT implements: LoRA, DoRA, IA3, QLoRA, prefix tuning and prompt tuning.
+
+Each is a PEFT config built from the method's options; wrapping, saving (PEFT format, loadable by PEFT
+and by `tunebench serve`) and loading are shared in `PeftMethod`. A new classification head is kept
+trainable through PEFT's `modules_to_save`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+
+from tunebench.methods.base import METHODS, Context
+from tunebench.methods.tuning import ModelMethod, ModelOptions
+from tunebench.typed import require
+
+
+class PeftMethod(ModelMethod):
+    access = "white box"
+    trains = True
+
+    def peft_config(self, ctx: Context) -> Any:
+        raise NotImplementedError
+
+    def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+        from peft import get_peft_model
+
+        return get_peft_model(model, self.peft_config(ctx))
+
+    def common(self) -> dict[str, Any]:
+        """Arguments every PEFT config takes: the model kind and the new head to keep trainable."""
+        # A copy: PEFT appends its own defaults to the list it is given.
+        return {"task_type": self.head.peft_task_type, "modules_to_save": list(self.head_modules) or None}
+
+    def export(self, folder: Path) -> None:
+        self.model.save_pretrained(folder)  # adapter_config.json + adapter_model.safetensors
+
+    def load_artifact(self, folder: Path) -> None:
+        from peft import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        # PEFT matches names itself (and loads virtual-token embeddings into its own prompt encoder).
+        set_peft_model_state_dict(self.model, load_file(str(folder / "adapter_model.safetensors")))
+
+
+@dataclass
+class LoraOptions(ModelOptions):
+    r: int = 16
+    """Rank of the update."""
+    alpha: float = 32.0
+    """Scale numerator: the update is multiplied by alpha / r."""
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt, or 'all-linear' for every linear layer but the output head."""
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        require(self.r >= 1, f"{where}.r", f"the rank must be at least 1, got {self.r}")
+        require(self.alpha > 0, f"{where}.alpha", "must be positive")
+        require(0 <= self.dropout < 1, f"{where}.dropout", "must be in [0, 1)")
+        require(bool(self.target_modules), f"{where}.target_modules", "name at least one module")
+
+
+@METHODS.register("lora")
+class Lora(PeftMethod):
+    """LoRA (Hu et al., 2021): W x + (alpha / r) · B A x, A (r × d_in), B (d_out × r) zero-initialised so
+    training starts from the base model; only A and B train."""
+
+    name = "lora"
+    updates = "low-rank adapters on linear layers"
+    summary = "train rank-r updates B·A beside frozen weights (PEFT); megabytes per task"
+    Options = LoraOptions
+    use_dora: ClassVar[bool] = False
+
+    def peft_config(self, ctx: Context) -> Any:
+        from peft import LoraConfig
+
+        o = self.options
+        targets = o.target_modules[0] if o.target_modules == ["all-linear"] else o.target_modules
+        return LoraConfig(
+            r=o.r,
+            lora_alpha=o.alpha,
+            lora_dropout=o.dropout,
+            target_modules=targets,
+            use_dora=self.use_dora,
+            **self.common(),
+        )
+
+    def merge(self) -> bool:
+        self.model = self.model.merge_and_unload()  # W + (alpha / r) · B A, one matrix per layer again
+        return True
+
+
+@METHODS.register("dora")
+class Dora(Lora):
+    """DoRA (Liu et al., 2024): the weight split into magnitude and direction; LoRA updates the direction
+    and the per-column magnitude trains too."""
+
+    name = "dora"
+    updates = "low-rank direction + magnitude"
+    summary = "LoRA on the direction of each weight plus a trained magnitude vector (PEFT)"
+    use_dora = True
+
+
+@METHODS.register("qlora")
+class QLora(Lora):
+    """QLoRA (Dettmers et al., 2023): the frozen base stored in 4-bit NormalFloat with double-quantized
+    constants (bitsandbytes), LoRA adapters in full precision on top; gradients flow through the
+    dequantized weights. Cuts the base model's memory about 4× (fp16) to 8× (fp32)."""
+
+    name = "qlora"
+    updates = "low-rank adapters over a 4-bit base"
+    summary = "LoRA on a frozen NF4-quantized base (bitsandbytes); least memory for the base"
+
+    def load_kwargs(self, ctx: Context) -> dict[str, Any]:
+        from transformers import BitsAndBytesConfig
+
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError:
+            raise RuntimeError("qlora needs bitsandbytes: pip install bitsandbytes") from None
+        compute = torch.bfloat16 if ctx.bf16 else torch.float32
+        # Output layers stay in full precision: a new classification head must train, and the LM head's
+        # logits are worth their memory (as in the QLoRA paper). These are transformers' names for them.
+        config = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+            llm_int8_skip_modules=["lm_head", "classifier", "score", "pooler"],
+        )
+        placement = {"": ctx.device.index or 0} if ctx.device.type == "cuda" else {"": "cpu"}
+        return {"quantization_config": config, "device_map": placement}
+
+    def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
+        return super().adapt(model, ctx)
+
+    def merge(self) -> bool:
+        return False  # merging into 4-bit weights would re-quantize them; serve the adapter unmerged
+
+
+@dataclass
+class Ia3Options(ModelOptions):
+    target_modules: list[str] | None = None
+    """Modules whose outputs are rescaled (None: PEFT's defaults for the architecture: keys, values, MLP)."""
+    feedforward_modules: list[str] | None = None
+
+
+@METHODS.register("ia3")
+class Ia3(PeftMethod):
+    """(IA)³ (Liu et al., 2022): learned vectors that rescale keys, values and the MLP's inner activations;
+    the fewest trainable parameters of the additive family."""
+
+    name = "ia3"
+    updates = "scaling vectors on keys, values, MLP"
+    summary = "learn per-channel rescaling vectors (PEFT); a few thousand parameters"
+    Options = Ia3Options
+
+    def peft_config(self, ctx: Context) -> Any:
+        from peft import IA3Config
+
+        o = self.options
+        return IA3Config(
+            target_modules=o.target_modules, feedforward_modules=o.feedforward_modules, **self.common()
+        )
+
+    def merge(self) -> bool:
+        self.model = self.model.merge_and_unload()
+        return True
+
+
+@dataclass
+class VirtualTokenOptions(ModelOptions):
+    virtual_tokens: int = 20
+    """Number of learned virtual tokens."""
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        require(self.virtual_tokens >= 1, f"{where}.virtual_tokens", "must be at least 1")
+
+
+@METHODS.register("prefix")
+class Prefix(PeftMethod):
+    """Prefix tuning (Li & Liang, 2021): learned key/value vectors prepended at every layer's attention;
+    the model's weights are untouched."""
+
+    name = "prefix"
+    updates = "key/value prefix at every layer"
+    summary = "learn virtual key/value tokens prepended in every attention layer (PEFT)"
+    Options = VirtualTokenOptions
+    full_forward = True
+    shares_kv_cache = False
+
+    def peft_config(self, ctx: Context) -> Any:
+        from peft import PrefixTuningConfig
+
+        common = self.common()
+        common.pop("modules_to_save")  # prompt-learning configs keep the head trainable by themselves
+        return PrefixTuningConfig(num_virtual_tokens=self.options.virtual_tokens, **common)
+
+
+@METHODS.register("prompt")
+class PromptTuning(PeftMethod):
+    """Prompt tuning (Lester et al., 2021): learned embeddings of virtual tokens before the input only."""
+
+    name = "prompt"
+    updates = "soft prompt embeddings"
+    summary = "learn the embeddings of virtual tokens placed before the input (PEFT)"
+    Options = VirtualTokenOptions
+    full_forward = True
+    shares_kv_cache = False
+
+    def peft_config(self, ctx: Context) -> Any:
+        from peft import PromptTuningConfig
+
+        common = self.common()
+        common.pop("modules_to_save")
+        return PromptTuningConfig(num_virtual_tokens=self.options.virtual_tokens, **common)

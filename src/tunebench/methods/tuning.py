@@ -1,0 +1,163 @@
+"""ModelMethod: the shared machinery of every method that runs a language model, trained or not.
+
+A subclass says what it trains (`adapt`), how a question is put (`render`), and what it saves (`export` /
+`load_artifact`); choosing the head, loading, freezing, the training loop and prediction are here, once.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from tunebench.errors import UnsupportedError
+from tunebench.methods.base import Context, Method, count_parameters
+from tunebench.methods.heads import ClassifierHead, GenerativeHead, Head
+from tunebench.models.zoo import ResolvedModel
+from tunebench.tasks.base import Task
+from tunebench.train.device import autocast
+from tunebench.train.loop import TrainStats, train
+from tunebench.typed import require
+
+TRAINED = "trained.safetensors"
+
+
+@dataclass
+class ModelOptions:
+    head: str = "auto"
+    """How the model answers: generate (text after the prompt) or classifier (a label head); auto picks
+    classifier for encoders and generate for decoders."""
+
+    def check(self, where: str) -> None:
+        require(
+            self.head in ("auto", "generate", "classifier"),
+            f"{where}.head",
+            f"expected auto, generate or classifier, got {self.head!r}",
+        )
+
+
+class ModelMethod(Method):
+    Options: ClassVar[type] = ModelOptions
+    #: Only answers by generating text (prompting): refuses encoders and classifier heads.
+    generative_only: ClassVar[bool] = False
+    #: The method changes the forward pass itself (virtual tokens), so the loss needs the whole forward.
+    full_forward: ClassVar[bool] = False
+    #: Generation may start from a shared-prefix key/value cache (not when the method injects its own).
+    shares_kv_cache: ClassVar[bool] = True
+    #: Stop string for generation besides end-of-sequence (None: only EOS ends an answer).
+    stop: str | None = None
+    #: Rendered prompts already carry their special tokens (chat templates do).
+    prompt_has_specials: bool = False
+
+    # -- choosing how the model answers -------------------------------------------------------------
+
+    def choose_head(self, task: Task, model: ResolvedModel) -> Head:
+        wanted = getattr(self.options, "head", "auto")
+        if wanted == "auto":
+            wanted = "classifier" if model.kind == "encoder" else "generate"
+        if wanted == "generate" and model.kind != "decoder":
+            raise UnsupportedError(
+                f"{self.name} generates text and needs a decoder; {model.name} is an encoder, "
+                "which answers through a classification head"
+            )
+        if wanted == "classifier":
+            if self.generative_only:
+                raise UnsupportedError(f"{self.name} answers in text and cannot use a classification head")
+            if task.kind != "classification":
+                raise UnsupportedError(
+                    f"a classification head needs a classification task; {task.name} is a "
+                    f"{task.kind} task"
+                    + (f" and {model.name} is an encoder" if model.kind == "encoder" else "")
+                )
+            return ClassifierHead()
+        return GenerativeHead()
+
+    def check(self, task: Task, model: ResolvedModel) -> None:
+        self.choose_head(task, model)
+
+    # -- the run ---------------------------------------------------------------------------------------
+
+    def prepare(self, ctx: Context) -> None:
+        self.head = self.choose_head(ctx.task, ctx.model)
+        torch.manual_seed(ctx.seed)  # a new head's and an adapter's initialisation are part of the run's seed
+        model, self.tokenizer, self.head_modules = self.head.load(ctx, **self.load_kwargs(ctx))
+        for p in model.parameters():
+            p.requires_grad_(False)
+        if self.trains:
+            for name in self.head_modules:
+                model.get_submodule(name).requires_grad_(True)
+        self.model = self.adapt(model, ctx)
+
+    def load_kwargs(self, ctx: Context) -> dict[str, Any]:
+        """Extra arguments for loading the base model (a quantization config, for QLoRA)."""
+        return {}
+
+    def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
+        """Make the parts this method trains trainable (or wrap the model); the default trains nothing."""
+        return model
+
+    def render(self, task: Task, text: str) -> str:
+        """The exact text given to a generating model before its answer."""
+        return task.prompt(text)
+
+    def max_new_tokens(self, task: Task) -> int:
+        return task.max_new_tokens
+
+    def fit(self, ctx: Context) -> TrainStats | None:
+        if not self.trains:
+            return None
+        examples, self.truncated = self.head.encode(self, ctx)
+        self.train_stats = train(
+            self.model,
+            self.head.loss_fn(self),
+            examples,
+            ctx.budget,
+            seed=ctx.seed,
+            pad_id=self.tokenizer.pad_token_id,
+            device=ctx.device,
+            bf16=ctx.bf16,
+            on_step=ctx.on_train_step,
+        )
+        return self.train_stats
+
+    def predict(self, ctx: Context, inputs: list[str]) -> list[str]:
+        return self.head.predict(self, ctx, inputs)
+
+    def param_counts(self) -> tuple[int, int]:
+        return count_parameters(self.model)
+
+    @torch.no_grad()
+    def text_nll(self, texts: list[str], ctx: Context) -> float | None:
+        if not isinstance(self.head, GenerativeHead):
+            return None
+        self.model.eval()
+        self.tokenizer.padding_side = "right"
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(ctx.device)
+        labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
+        with autocast(ctx.device, ctx.bf16):
+            return float(self.model(**enc, labels=labels).loss)
+
+    # -- artifacts: by default the trained tensors, by name ---------------------------------------------
+
+    def export(self, folder: Path) -> None:
+        tensors = {
+            n: p.detach().cpu().contiguous() for n, p in self.model.named_parameters() if p.requires_grad
+        }
+        save_file(tensors, str(folder / TRAINED))
+        (folder / "method.json").write_text(
+            json.dumps({"method": self.name, "head": self.head.name}, indent=2)
+        )
+
+    def load_artifact(self, folder: Path) -> None:
+        tensors = load_file(str(folder / TRAINED))
+        expected = {n for n, p in self.model.named_parameters() if p.requires_grad}
+        if set(tensors) != expected:
+            raise UnsupportedError(
+                f"{folder / TRAINED} does not match {self.name}'s trained parameters "
+                f"({len(set(tensors) ^ expected)} names differ)"
+            )
+        self.model.load_state_dict(tensors, strict=False)

@@ -1,0 +1,91 @@
+"""Trainable and total parameter counts are exact: checked against hand counts on the tiny Llama.
+
+tiny-llama: vocabulary V, hidden 64, MLP 128, 2 blocks, 4 query heads and 2 key/value heads of 16
+(so k and v project to 32), tied input/output embeddings.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tunebench.config import Budget
+from tunebench.methods import METHODS, Context
+from tunebench.models import resolve_model
+from tunebench.models.load import load_tokenizer
+from tunebench.tasks import build_task
+from tunebench.typed import build
+
+H, F, L, KV = 64, 128, 2, 32
+LINEARS = [(H, H), (H, KV), (H, KV), (H, H), (H, F), (H, F), (F, H)]  # q k v o gate up down: (in, out)
+
+
+def _vocab() -> int:
+    return len(load_tokenizer(resolve_model("tiny-llama")))
+
+
+def base_total() -> int:
+    block = sum(i * o for i, o in LINEARS) + 2 * H  # linear weights (no biases) + two RMSNorm weights
+    return _vocab() * H + L * block + H  # embeddings (tied with the head) + blocks + final norm
+
+
+def _counts(method: str, **options) -> tuple[int, int]:
+    task = build_task("arithmetic", {"digits": 1, "train_size": 8, "dev_size": 2, "test_size": 2})
+    model = resolve_model("tiny-llama")
+    cls = METHODS.get(method)
+    m = cls(build(cls.Options, options, method))
+    ctx = Context(
+        model=model,
+        task=task,
+        splits=task.splits(),
+        budget=Budget(steps=1),
+        seed=0,
+        device=torch.device("cpu"),
+        bf16=False,
+    )
+    m.prepare(ctx)
+    return m.param_counts()
+
+
+def test_prompting_and_full():
+    assert _counts("zero-shot") == (0, base_total())
+    assert _counts("full") == (base_total(), base_total())
+
+
+@pytest.mark.parametrize("r", [1, 8])
+def test_lora_and_dora(r):
+    lora = L * sum(r * (i + o) for i, o in LINEARS)
+    assert _counts("lora", r=r) == (lora, base_total() + lora)
+    dora = lora + L * sum(o for _, o in LINEARS)  # one magnitude per output feature
+    assert _counts("dora", r=r) == (dora, base_total() + dora)
+
+
+def test_partial():
+    block = sum(i * o for i, o in LINEARS) + 2 * H
+    # the last block, the final norm and the (tied) output head = the embedding matrix
+    assert _counts("partial", blocks=1) == (block + H + _vocab() * H, base_total())
+    assert _counts("partial", blocks=2, output_head=False) == (2 * block + H, base_total())
+
+
+@pytest.mark.parametrize(("placement", "per_block"), [("houlsby", 2), ("pfeiffer", 1)])
+def test_bottleneck_adapter(placement, per_block):
+    d = H // 16
+    one = (H * d + d) + (d * H + H)  # down (weight + bias) + up (weight + bias)
+    n = L * per_block * one
+    assert _counts("adapter", placement=placement, reduction=16) == (n, base_total() + n)
+
+
+def test_ia3():
+    # PEFT's Llama defaults: rescale k and v outputs (32 each) and the input of down_proj (128)
+    n = L * (KV + KV + F)
+    assert _counts("ia3") == (n, base_total() + n)
+
+
+def test_prompt_tuning():
+    assert _counts("prompt", virtual_tokens=5) == (5 * H, base_total() + 5 * H)
+
+
+def test_prefix_tuning():
+    # a key and a value vector per virtual token, per block, at the key/value width (grouped-query: 32)
+    n = 5 * L * 2 * KV
+    assert _counts("prefix", virtual_tokens=5) == (n, base_total() + n)
