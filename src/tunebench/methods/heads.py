@@ -92,9 +92,8 @@ class ClassifierHead(Head):
             id2label=dict(enumerate(labels)),
             label2id={label: i for i, label in enumerate(labels)},
             pad_token_id=tokenizer.pad_token_id,
-            dtype=torch.float32,
             output_loading_info=True,
-            **load_kwargs,
+            **{"dtype": torch.float32, **load_kwargs},
         )
         # Weights missing from the checkpoint are the new classification layer: it always trains.
         new_modules = sorted({key.rsplit(".", 1)[0] for key in info["missing_keys"]})

@@ -107,9 +107,13 @@ class Dora(Lora):
 
 @METHODS.register("qlora")
 class QLora(Lora):
-    """QLoRA (Dettmers et al., 2023): the frozen base stored in 4-bit NormalFloat with double-quantized
-    constants (bitsandbytes), LoRA adapters in full precision on top; gradients flow through the
-    dequantized weights. Cuts the base model's memory about 4× (fp16) to 8× (fp32)."""
+    """QLoRA (Dettmers et al., 2023): the frozen base's linear layers stored in 4-bit NormalFloat with
+    double-quantized constants (bitsandbytes), the rest of the base (embeddings, norms) in bf16 as in the
+    paper, LoRA adapters in fp32 on top; gradients flow through the dequantized weights.
+
+    PEFT's `prepare_model_for_kbit_training` is not used: it casts the bf16 parts back to fp32 (undoing
+    half the saving) and sets up gradient checkpointing, which tunebench does not use.
+    """
 
     name = "qlora"
     updates = "low-rank adapters over a 4-bit base"
@@ -122,24 +126,17 @@ class QLora(Lora):
             import bitsandbytes  # noqa: F401
         except ImportError:
             raise RuntimeError("qlora needs bitsandbytes: pip install bitsandbytes") from None
-        compute = torch.bfloat16 if ctx.bf16 else torch.float32
-        # Output layers stay in full precision: a new classification head must train, and the LM head's
-        # logits are worth their memory (as in the QLoRA paper). These are transformers' names for them.
+        # Output layers stay unquantized: a new classification head must train, and the LM head's logits
+        # are worth their precision (as in the QLoRA paper). These are transformers' names for them.
         config = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_compute_dtype=torch.bfloat16,
             llm_int8_skip_modules=["lm_head", "classifier", "score", "pooler"],
         )
         placement = {"": ctx.device.index or 0} if ctx.device.type == "cuda" else {"": "cpu"}
-        return {"quantization_config": config, "device_map": placement}
-
-    def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
-        return super().adapt(model, ctx)
+        return {"quantization_config": config, "device_map": placement, "dtype": torch.bfloat16}
 
     def merge(self) -> bool:
         return False  # merging into 4-bit weights would re-quantize them; serve the adapter unmerged

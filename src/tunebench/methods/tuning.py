@@ -56,7 +56,7 @@ class ModelMethod(Method):
     # -- choosing how the model answers -------------------------------------------------------------
 
     def choose_head(self, task: Task, model: ResolvedModel) -> Head:
-        wanted = getattr(self.options, "head", "auto")
+        wanted = "generate" if self.generative_only else getattr(self.options, "head", "auto")
         if wanted == "auto":
             wanted = "classifier" if model.kind == "encoder" else "generate"
         if wanted == "generate" and model.kind != "decoder":
@@ -65,8 +65,6 @@ class ModelMethod(Method):
                 "which answers through a classification head"
             )
         if wanted == "classifier":
-            if self.generative_only:
-                raise UnsupportedError(f"{self.name} answers in text and cannot use a classification head")
             if task.kind != "classification":
                 raise UnsupportedError(
                     f"a classification head needs a classification task; {task.name} is a "

@@ -20,7 +20,8 @@ def load_causal_lm(model: ResolvedModel, device: torch.device, **kwargs) -> torc
     """The causal LM in fp32 on `device`; `kwargs` go to from_pretrained (a quantization config, say)."""
     from transformers import AutoModelForCausalLM
 
-    lm = AutoModelForCausalLM.from_pretrained(model.path, dtype=torch.float32, **kwargs)
+    kwargs.setdefault("dtype", torch.float32)
+    lm = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
     if "quantization_config" not in kwargs:  # quantized weights are placed by bitsandbytes itself
         lm = lm.to(device)
     return lm.eval()

@@ -16,7 +16,7 @@ import torch
 from tunebench.config import Budget
 from tunebench.train.data import Batch, Encoded, batch_stream
 from tunebench.train.device import autocast
-from tunebench.train.memory import PeakMemory
+from tunebench.train.memory import PeakMemory, release_memory
 
 LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
 
@@ -92,6 +92,7 @@ def train(
     stream = batch_stream(examples, budget.batch_size, seed, pad_id)
     stats = TrainStats(bf16=bf16)
     model.train()
+    release_memory()  # what loading freed (fp32 weights before quantization, say) must not count as training's
     with PeakMemory() as mem:
         start = time.perf_counter()
         for step in range(steps):
