@@ -1,7 +1,8 @@
 """Every method on BANKING77 intent classification with an encoder, and QLoRA's memory against LoRA.
 
     python bench/methods_banking77.py [--data ../shared/data/banking77] [--train-size 3000] [--steps 150]
-    python bench/methods_banking77.py --qlora-only      # just the gemma3-270m memory comparison
+    python bench/methods_banking77.py --part qlora      # just the gemma3-270m memory comparison
+    python bench/methods_banking77.py --part encoders   # just the BANKING77 table
 
 Part 1 runs each method that fits an encoder on `minilm-l6` (a fresh run store, nothing reused) and
 prints accuracy, macro-F1, trainable share, train seconds, end-to-end seconds and peak memory. Part 2
@@ -140,16 +141,17 @@ def main() -> None:
     parser.add_argument("--test-size", type=int, default=500)
     parser.add_argument("--steps", type=int, default=150)
     parser.add_argument("--qlora-steps", type=int, default=10)
-    parser.add_argument("--qlora-only", action="store_true")
+    parser.add_argument("--part", choices=["all", "encoders", "qlora"], default="all")
     args = parser.parse_args()
 
     from tunebench.cli.main import _quiet_libraries
 
     _quiet_libraries()
     out = tempfile.mkdtemp(prefix="tunebench-bench-")
-    if not args.qlora_only:
+    if args.part in ("all", "encoders"):
         part1(args, out)
-    part2(args, out)
+    if args.part in ("all", "qlora"):
+        part2(args, out)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,15 @@ class Budget:
     """auto (bf16 autocast where the CPU or GPU supports it), bf16, or fp32."""
     eval_batch_size: int = 64
     """Examples per generation batch at evaluation."""
+    lr_grid: list[float] = field(default_factory=list)
+    """Learning rates to choose from on the dev split before the final runs (empty: train with `lr`).
+    Opt-in because each candidate costs a training run; methods that do not train skip it."""
+    lr_search: str = "grid"
+    """grid (every candidate gets the whole budget) or halving (successive halving: all candidates get a
+    fraction of the steps, the better half on dev goes on with twice as many, until one is left)."""
+    dev_every: int = 0
+    """Score the dev split every N optimizer steps for the learning curve (0: never). Costs one dev
+    evaluation each time; that time is left out of the training time."""
 
     def check(self, where: str) -> None:
         require(self.steps >= 1, f"{where}.steps", f"must be at least 1, got {self.steps}")
@@ -60,6 +69,17 @@ class Budget:
             f"expected auto, bf16 or fp32, got {self.precision!r}",
         )
         require(self.eval_batch_size >= 1, f"{where}.eval_batch_size", "must be at least 1")
+        for i, lr in enumerate(self.lr_grid):
+            require(lr > 0, f"{where}.lr_grid[{i}]", f"a learning rate must be positive, got {lr}")
+        require(
+            len(set(self.lr_grid)) == len(self.lr_grid), f"{where}.lr_grid", "a learning rate is listed twice"
+        )
+        require(
+            self.lr_search in ("grid", "halving"),
+            f"{where}.lr_search",
+            f"expected grid or halving, got {self.lr_search!r}",
+        )
+        require(self.dev_every >= 0, f"{where}.dev_every", f"must be 0 (off) or more, got {self.dev_every}")
 
 
 @dataclass

@@ -59,25 +59,54 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     return data
 
 
+def _constraints(args: argparse.Namespace):
+    from tunebench.report.recommend import parse_constraints
+
+    return parse_constraints(
+        args.max_memory, args.max_trainable_params, args.max_latency_ms, args.max_train_seconds
+    )
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from tunebench.config import parse_spec
-    from tunebench.report.leaderboard import render, rows
+    from tunebench.report import report_for_results
+    from tunebench.report.formats import write_report
+    from tunebench.report.terminal import render
     from tunebench.runs.runner import run_experiment
     from tunebench.ui import console, out
 
     data = spec_from_args(args)
     spec = parse_spec(data, source=str(args.spec or "default experiment"))
+    constraints = _constraints(args)
     console.print(
         f"[bold]tunebench compare[/bold] · experiment [cyan]{spec.name}[/cyan] · models "
         f"{', '.join(spec.models)} · methods {', '.join(m.name for m in spec.methods)} · "
         f"seeds {', '.join(map(str, spec.seeds))}"
     )
     results = run_experiment(spec, force=args.force)
-    out.print(
-        render(rows(results), title=f"Leaderboard · {spec.name} · {results[0]['task'] if results else ''}")
-    )
-    out.print(f"Runs in {Path(spec.out) / spec.name}")
+    exp_dir = Path(spec.out) / spec.name
+    report = report_for_results(exp_dir, results, constraints)
+    out.print(render(report))
+    out.print(f"Runs in {exp_dir}")
+    out.print(f"Report: {write_report(report, exp_dir / 'report.html')}")
     return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from tunebench.report import make_report
+    from tunebench.report.formats import render as render_format
+    from tunebench.report.formats import write_report
+    from tunebench.report.terminal import render
+    from tunebench.ui import out
+
+    report = make_report(args.runs_dir, _constraints(args))
+    if args.format == "html" or args.out:
+        path = write_report(report, args.out or Path(args.runs_dir) / "report.html", args.format)
+        out.print(render(report))
+        out.print(f"Report: {path}")
+    else:
+        sys.stdout.write(render_format(report, args.format))
+    return 0
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -148,6 +177,50 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from tunebench.serve import serve
+    from tunebench.serve.options import from_flags
+
+    serve(from_flags(args))
+    return 0
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from tunebench.estimate.model import Setting
+    from tunebench.estimate.plan import parse_count, plan
+    from tunebench.estimate.render import render, to_json
+    from tunebench.ui import out
+
+    setting = Setting(
+        seq_len=args.seq_len,
+        batch=args.batch,
+        tokens=parse_count(args.tokens, "--tokens"),
+        precision=args.precision,
+        optimizer=args.optimizer,
+        mfu=args.mfu,
+    )
+    result = plan(args.model, args.method, args.device, setting, _key_values(args.opt or [], "--opt"))
+    if args.json:
+        out.print_json(json.dumps(to_json(result)))
+    else:
+        out.print(render(result))
+    return 0
+
+
+def _constraint_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("constraints for the recommendation")
+    g.add_argument(
+        "--max-memory", metavar="SIZE", help="peak memory, e.g. 4GB or 512MB (a bare number is MB)"
+    )
+    g.add_argument(
+        "--max-trainable-params", metavar="N", help="trainable parameters, e.g. 1M, or a share: 1%%"
+    )
+    g.add_argument("--max-latency-ms", metavar="MS", help="latency per example (batch size 1), milliseconds")
+    g.add_argument("--max-train-seconds", metavar="S", help="training time, e.g. 300 or 5min")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tunebench", description="Which specialization strategy fits my task?"
@@ -168,7 +241,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="experiment name (the folder under --out)")
     p.add_argument("--out", help="run store folder (default: runs)")
     p.add_argument("--force", action="store_true", help="redo runs that finished earlier")
+    _constraint_flags(p)
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "report", help="the leaderboard, quality-vs-cost charts and a recommendation from a runs folder"
+    )
+    p.add_argument("runs_dir", metavar="RUNS_DIR", help="the folder compare wrote, e.g. runs/default")
+    p.add_argument(
+        "--format",
+        choices=["html", "md", "csv", "json"],
+        default="html",
+        help="html (default: RUNS_DIR/report.html), or md, csv, json (to stdout unless --out)",
+    )
+    p.add_argument("--out", metavar="FILE", help="write the report here")
+    _constraint_flags(p)
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("estimate", help="what a method would cost at another size, on a given GPU")
+    p.add_argument(
+        "--model", required=True, help="preset size (7B 8B 13B 33B 65B 70B 175B), model, folder or hub id"
+    )
+    p.add_argument("--method", required=True, help="comma-separated methods (e.g. lora,qlora,full), or all")
+    p.add_argument("--seq-len", type=int, default=512, help="tokens per sequence (default 512)")
+    p.add_argument("--batch", type=int, default=8, help="sequences per micro-batch (default 8)")
+    p.add_argument(
+        "--device",
+        default="A100-80GB",
+        help="GPU name (A100-80GB, H100-80GB, 4090 …) or custom:80GB:312TFLOPS",
+    )
+    p.add_argument(
+        "--tokens", default="100M", help="training tokens for the time estimate, e.g. 1B (default 100M)"
+    )
+    p.add_argument("--precision", default="mixed", help="mixed (default), bf16-adam32, bf16 or fp32")
+    p.add_argument("--optimizer", default="adamw", help="adamw (default), adamw-8bit or sgd")
+    p.add_argument(
+        "--mfu", type=float, default=0.4, help="share of the peak throughput achieved (default 0.4)"
+    )
+    p.add_argument(
+        "--opt", action="append", metavar="KEY=VALUE", help="method option, e.g. r=8, targets=q,v, k=4"
+    )
+    p.add_argument("--json", action="store_true", help="print the estimates as JSON")
+    p.set_defaults(func=cmd_estimate)
 
     sub.add_parser("models", help="list the models").set_defaults(func=cmd_models)
     p = sub.add_parser("prepare", help="prepare models into the local cache now (otherwise on first use)")
@@ -176,6 +290,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_prepare)
     sub.add_parser("tasks", help="list the built-in tasks").set_defaults(func=cmd_tasks)
     sub.add_parser("methods", help="list the methods").set_defaults(func=cmd_methods)
+    p = sub.add_parser("serve", help="serve a model and its adapters over an OpenAI-compatible API")
+    from tunebench.serve.options import add_flags
+
+    add_flags(p)
+    p.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -1,1 +1,39 @@
-"""From the run store to tables: the data step (rows) apart from rendering (terminal)."""
+"""From the run store to a report: the data step apart from rendering.
+
+  load.py       runs folder → RunData (the only file reading; clear errors naming the file)
+  table.py      RunData → leaderboard entries (seeds aggregated, bootstrap CIs, ties, equal-budget check)
+  pareto.py     entries → Pareto front per cost axis
+  recommend.py  entries + constraints → the best method that fits, runners-up, and why
+  data.py       all of the above (and curves, disagreements) → ReportData
+  terminal.py, html.py (+ report.html.j2, svg.py), formats.py (Markdown, CSV, JSON): drawing only
+
+`make_report(folder)` is the whole data step; renderers take its ReportData.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunebench.report.data import Column, ReportData, build_report
+from tunebench.report.load import load_results, load_runs
+from tunebench.report.recommend import Constraints
+from tunebench.runs import store
+
+
+def make_report(
+    folder: str | Path, constraints: Constraints | None = None, columns: dict[str, Column] | None = None
+) -> ReportData:
+    """Read a runs folder and compute everything the report shows."""
+    return build_report(load_runs(folder), constraints, columns=columns)
+
+
+def report_for_results(
+    folder: str | Path, results: list[dict], constraints: Constraints | None = None
+) -> ReportData:
+    """The report of the runs one `compare` just made (not whatever else the experiment folder holds)."""
+    # dict.fromkeys: one entry per run folder even when a spec names a model twice
+    names = dict.fromkeys(store.run_name(r["model"], r["method"], r["seed"]) for r in results)
+    return build_report(load_results([Path(folder) / name / store.RESULT for name in names]), constraints)
+
+
+__all__ = ["Constraints", "ReportData", "build_report", "load_runs", "make_report", "report_for_results"]

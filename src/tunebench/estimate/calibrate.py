@@ -1,0 +1,133 @@
+"""Calibration: the memory model beside tunebench's own measured peaks, on this machine.
+
+    python -m tunebench.estimate.calibrate [--model smollm2-135m] [--methods lora,full] [--steps 3]
+
+runs a short comparison through `tunebench compare` (tiny-llama first, then the real model), estimates
+each run as it ran (`from_result.estimate_run`: same shapes, options, batch, measured tokens per example,
+fp32 on a CPU without bf16 matrix units) and prints estimate beside measurement as a Markdown table.
+
+What is measured: `train.peak_rss_mb`, the peak resident set of the whole process while training, sampled
+every 20 ms. On a CPU that includes the process itself: the interpreter, torch, transformers and PEFT
+with their kernels and caches, the tokenizer, the data. The model treats it as the device's `overhead`,
+and it is measured, not guessed: the peak resident set of training `tiny-llama` (2 blocks, 32 wide: its
+weights, gradients, Adam states and activations are under 1 MB) in the same process and through the same
+runner, immediately before the real model's runs. What remains of a real run's peak is what the cost
+model predicts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tunebench.estimate.costs import METHOD_COSTS
+from tunebench.estimate.devices import Device
+from tunebench.estimate.from_result import estimate_run
+from tunebench.estimate.model import GIB
+
+MB = 2**20
+#: The process baseline measured on the 2-core development machine (torch 2.13 CPU, transformers 5.23,
+#: PEFT 0.21): peak RSS while training tiny-llama through `tunebench compare` (see the module docstring).
+#: Used when no live measurement is at hand (the fast test, `cpu_device()` without an argument).
+CPU_BASELINE_MB = 760.0
+BASELINE_MODEL = "tiny-llama"
+
+
+def cpu_device(baseline_mb: float = CPU_BASELINE_MB) -> Device:
+    """This machine as a device: its RAM, the process baseline as overhead, no throughput figure."""
+    import psutil
+
+    return Device(
+        "cpu (this machine)",
+        psutil.virtual_memory().total / GIB,
+        None,
+        None,
+        overhead_gib=baseline_mb * MB / GIB,
+        note="process baseline as overhead",
+    )
+
+
+def baseline_mb(results: list[dict[str, Any]]) -> float:
+    """The process baseline: the highest training peak of the tiny baseline model's runs."""
+    peaks = [
+        r["train"]["peak_rss_mb"]
+        for r in results
+        if r.get("model") == BASELINE_MODEL and r.get("status") == "ok" and r.get("train")
+    ]
+    if not peaks:
+        raise ValueError(f"no finished {BASELINE_MODEL} training run to take the process baseline from")
+    return max(peaks)
+
+
+def calibration_rows(results: list[dict[str, Any]], baseline: float) -> list[dict[str, Any]]:
+    """Estimate beside measurement for every finished training run of a real (non-baseline) model."""
+    device = cpu_device(baseline)
+    rows = []
+    for r in results:
+        if r.get("model") == BASELINE_MODEL or r.get("status") != "ok" or not r.get("train"):
+            continue
+        if r["method"] not in METHOD_COSTS:
+            continue
+        e = estimate_run(r, device)
+        measured = r["train"]["peak_rss_mb"]
+        rows.append({
+            "model": r["model"], "method": r["method"], "estimate_mb": e.peak / MB, "measured_mb": measured,
+            "error": (e.peak / MB - measured) / measured,
+            "achieved_gflops": e.flops_per_token * r["train"]["tokens_per_s"] / 1e9, "batch": e.setting["batch"],
+            "seq_len": e.setting["seq_len"], "precision": e.setting["precision"],
+            "components_mb": {k: v / MB for k, v in e.memory.items() if k != "activations_ckpt"},
+        })  # fmt: skip
+    return rows
+
+
+def trained_methods() -> list[str]:
+    """Registered methods that train and have a cost model: what calibration can compare."""
+    from tunebench.methods import METHODS
+
+    return [m for m in METHODS if m in METHOD_COSTS and METHOD_COSTS[m].trains]
+
+
+def measure(out: Path, model: str, methods: list[str], steps: int = 3) -> list[dict[str, Any]]:
+    """Run the short comparison (baseline model first) and return every result record."""
+    from tunebench.cli.main import main
+
+    main(["compare", "--model", f"{BASELINE_MODEL},{model}", "--methods", ",".join(methods),
+          "--steps", str(steps), "--task-opt", "train_size=48", "--task-opt", "test_size=8",
+          "--task-opt", "dev_size=4", "--budget", "batch_size=8", "--out", str(out), "--name", "calibration",
+          "--force"])  # fmt: skip
+    return [json.loads(p.read_text()) for p in sorted((out / "calibration").glob("*/result.json"))]
+
+
+def markdown(rows: list[dict[str, Any]], baseline: float) -> str:
+    lines = [f"Process baseline (peak RSS training {BASELINE_MODEL}): {baseline:.0f} MB", "",
+             "| model | method | batch × tokens | estimate MB | measured MB | error | weights | grads | "
+             "optimizer | activations | logits | achieved GFLOP/s |", "|" + "---|" * 12]  # fmt: skip
+    for r in rows:
+        c = r["components_mb"]
+        lines.append(
+            f"| {r['model']} | {r['method']} | {r['batch']} × {r['seq_len']} | {r['estimate_mb']:.0f} | "
+            f"{r['measured_mb']:.0f} | {100 * r['error']:+.1f}% | {c['weights']:.0f} | {c['gradients']:.0f} | "
+            f"{c['optimizer']:.0f} | {c['activations']:.0f} | {c['logits']:.0f} | {r['achieved_gflops']:.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="smollm2-135m")
+    parser.add_argument("--methods", help="comma-separated (default: every registered method that trains)")
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--out", help="run store (default: a temporary folder)")
+    args = parser.parse_args(argv)
+    methods = args.methods.split(",") if args.methods else trained_methods()
+    out = Path(args.out or tempfile.mkdtemp(prefix="tunebench-calibrate-"))
+    results = measure(out, args.model, methods, args.steps)
+    base = baseline_mb(results)
+    print(markdown(calibration_rows(results, base), base))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""Estimates derived from a run's result record (runs/record.py, schema 1): pure functions of the dict.
+
+Two uses. The report asks `estimate_for_result(result, "7B", "A100-80GB")` to say what each method of a
+comparison would cost at the size the user plans for. Calibration asks `estimate_run(result, baseline)`
+for the estimate of the run as it ran here (same model, method options, batch, measured sequence
+length, precision) to set beside the measured peak.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from tunebench.errors import TunebenchError
+from tunebench.estimate.costs import METHOD_COSTS, method_cost
+from tunebench.estimate.devices import Device, resolve_device
+from tunebench.estimate.model import GIB, Estimate, Setting, estimate
+from tunebench.estimate.shapes import Arch, resolve_arch
+from tunebench.typed import build
+
+#: Option names a method records (its own Options) → the cost model's names for the same thing.
+OPTION_ALIASES = {"target_modules": "targets", "num_virtual_tokens": "virtual_tokens",
+                  "reduction_factor": "reduction", "last_k": "k", "blocks": "k", "layers": "k"}  # fmt: skip
+
+
+def cost_options(method: str, recorded: dict[str, Any]) -> Any:
+    """The cost model's options from a method's recorded options: same-named fields kept (through the
+    aliases above), the rest (learning rate, alpha, dropout …) do not change the cost and are dropped."""
+    cost = method_cost(method)
+    wanted = {f.name for f in dataclasses.fields(cost.Options)}
+    kept = {}
+    for key, value in recorded.items():
+        name = OPTION_ALIASES.get(key, key)
+        if name in wanted:
+            kept[name] = value
+    return build(cost.Options, kept, f"recorded options of {method}")
+
+
+def run_setting(
+    result: dict[str, Any], *, precision: str | None = None, tokens: float | None = None
+) -> Setting:
+    """The run's own setting: micro-batch, mean tokens per example, the precision it trained in, and the
+    loss positions (tunebench's target-only loss computes logits at the target tokens alone)."""
+    budget = result["config"]["budget"]
+    train = result.get("train") or {}
+    examples = train.get("examples") or 0
+    seq = round(train["tokens"] / examples) if examples else budget["max_length"]
+    targets = max(1, round(train["target_tokens"] / examples)) if examples else None
+    if precision is None:
+        precision = "mixed" if train.get("bf16") else "fp32"
+    return Setting(
+        seq_len=max(1, seq),
+        batch=budget["batch_size"],
+        precision=precision,
+        tokens=tokens or float(train.get("tokens") or 1e6),
+        logit_positions=targets,
+    )
+
+
+def run_arch(result: dict[str, Any]) -> Arch:
+    """The run's model shapes: its folder's config.json when it is still there, else its name."""
+    path = result["config"].get("model_path")
+    if path and (Path(path) / "config.json").exists():
+        return dataclasses.replace(resolve_arch(path), name=result["model"])
+    return resolve_arch(result["model"])
+
+
+def estimate_run(result: dict[str, Any], device: Device) -> Estimate:
+    """The estimate of a run as it ran (for calibration against its measured peak)."""
+    options = cost_options(result["method"], _recorded_options(result))
+    return estimate(run_arch(result), result["method"], device, run_setting(result), options)
+
+
+def estimate_for_result(result: dict[str, Any], target_model: str, target_device: str) -> dict[str, Any]:
+    """What this run's method, with its options, batch and sequence length, would cost at `target_model`
+    on `target_device` in mixed precision, for as many training tokens as the run processed.
+
+    Returns a plain dict (for the report): target_model, target_device, method, available; when available,
+    params, trainable, trainable_pct, peak_gib, peak_ckpt_gib, fits, fits_ckpt, device_gib, artifact_mb,
+    flops_per_token, hours, hours_ckpt, tokens, memory_gib (component → GiB). A method without a cost model
+    gives available False and the reason; an unknown target size or device raises with the close matches.
+    """
+    arch = resolve_arch(target_model, flag="--target-model")
+    device = resolve_device(target_device, flag="--target-device")
+    out: dict[str, Any] = {
+        "target_model": arch.name,
+        "target_device": device.name,
+        "method": result["method"],
+    }
+    if result["method"] not in METHOD_COSTS:
+        return {**out, "available": False, "reason": f"no cost model for {result['method']!r}"}
+    try:
+        options = cost_options(result["method"], _recorded_options(result))
+        setting = run_setting(result, precision="mixed")
+        setting.logit_positions = None  # at scale, assume the usual loss over every position
+        e = estimate(arch, result["method"], device, setting, options)
+    except TunebenchError as err:  # the run's options are impossible at this size (rank above the width …)
+        return {**out, "available": False, "reason": str(err)}
+
+    def hours(s):
+        return None if s is None else s / 3600
+
+    return {**out, "available": True, "params": e.params, "trainable": e.trainable,
+            "trainable_pct": 100.0 * e.trainable / e.params, "peak_gib": e.peak / GIB,
+            "peak_ckpt_gib": e.peak_ckpt / GIB, "fits": e.fits, "fits_ckpt": e.fits_ckpt,
+            "device_gib": device.memory_gib, "artifact_mb": e.artifact_bytes / 1e6,
+            "flops_per_token": e.flops_per_token, "hours": hours(e.seconds), "hours_ckpt": hours(e.seconds_ckpt),
+            "tokens": setting.tokens, "memory_gib": {k: v / GIB for k, v in e.memory.items()}}  # fmt: skip
+
+
+def _recorded_options(result: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in result["config"]["method"].items() if k != "name"}

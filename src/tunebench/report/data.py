@@ -1,0 +1,194 @@
+"""The report's data step: runs → leaderboard → Pareto fronts → recommendation, plus what the charts and
+the error browser show. A pure function of the loaded runs; every renderer (terminal, HTML, Markdown,
+CSV, JSON) draws from the `ReportData` it returns and computes nothing of its own.
+
+Extra columns: `build_report(..., columns={"cost at scale": fn})` adds a column whose cells are
+`fn(entry, results)` (a string, or None for an empty cell), where `results` are the entry's result
+records. This is the place for estimates that live elsewhere (a cost-at-scale estimator, say): the
+report shows them without depending on them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from tunebench.report.load import RunData
+from tunebench.report.pareto import AXES, pareto
+from tunebench.report.recommend import Constraints, Recommendation, recommend
+from tunebench.report.table import BudgetCheck, Entry, budget_check, leaderboard
+
+#: Most examples the error browser lists (the disagreements that tell methods apart come first).
+MAX_DISAGREEMENTS = 200
+
+Column = Callable[[Entry, list[dict[str, Any]]], str | None]
+
+
+@dataclass
+class RunRow:
+    """One run (one seed), for the per-run table; failed runs carry their reason."""
+
+    model: str
+    method: str
+    seed: int
+    status: str
+    score: float | None
+    error: str | None
+    path: str
+
+
+@dataclass
+class Disagreement:
+    model: str
+    input: str
+    target: str
+    answers: dict[str, tuple[str, bool]]
+    """Entry label → (answer, correct)."""
+
+
+@dataclass
+class ReportData:
+    title: str
+    experiment: str
+    task: str
+    metric: str | None
+    models: list[str]
+    entries: list[Entry]
+    runs: list[RunRow]
+    fronts: dict[str, list[str]]
+    """Axis key → labels of the entries on its Pareto front, cheapest first."""
+    budget: BudgetCheck
+    recommendation: Recommendation
+    constraints: Constraints
+    disagreements: list[Disagreement]
+    disagreement_total: int
+    """How many test examples the methods disagree on (the list is capped at MAX_DISAGREEMENTS)."""
+    environment: dict[str, Any] = field(default_factory=dict)
+    columns: list[str] = field(default_factory=list)
+    """Names of the extra columns (their cells are in each entry's `extra`)."""
+
+    @property
+    def several_models(self) -> bool:
+        return len(self.models) > 1
+
+
+def build_report(
+    runs: list[RunData],
+    constraints: Constraints | None = None,
+    *,
+    columns: dict[str, Column] | None = None,
+    title: str | None = None,
+) -> ReportData:
+    constraints = constraints or Constraints()
+    entries = leaderboard(runs)
+    by_key = _results_by_entry(runs)
+    for name, column in (columns or {}).items():
+        for e in entries:
+            cell = column(e, by_key.get((e.model, e.method), []))
+            if cell is not None:
+                e.extra[name] = cell
+    first = runs[0].result if runs else {}
+    experiments = sorted({r.result.get("experiment") or "" for r in runs})
+    metric = next((e.metric_name for e in entries if e.metric_name), None)
+    disagreements, total = find_disagreements(runs, entries)
+    return ReportData(
+        title=title or f"{' + '.join(experiments)} · {first.get('task', '')}",
+        experiment=", ".join(experiments),
+        task=first.get("task", ""),
+        metric=metric,
+        models=sorted({e.model for e in entries}),
+        entries=entries,
+        runs=run_rows(runs),
+        fronts={axis.key: [e.label for e in pareto(entries, axis)] for axis in AXES},
+        budget=budget_check(entries),
+        recommendation=recommend(entries, constraints),
+        constraints=constraints,
+        disagreements=disagreements,
+        disagreement_total=total,
+        environment=_environment(runs),
+        columns=list(columns or {}),
+    )
+
+
+def _results_by_entry(runs: list[RunData]) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for run in runs:
+        out.setdefault((run.result["model"], run.result["method"]), []).append(run.result)
+    return out
+
+
+def run_rows(runs: list[RunData]) -> list[RunRow]:
+    rows = []
+    for run in runs:
+        r = run.result
+        score = r["metrics"].get(r["primary_metric"]) if run.ok else None
+        rows.append(RunRow(r["model"], r["method"], r["seed"], r["status"], score, r.get("error"), run.path))
+    return sorted(rows, key=lambda x: (x.status != "ok", x.model, x.method, x.seed))
+
+
+def size_series(entries: list[Entry]) -> dict[str, list[tuple[float, float, tuple[float, float] | None]]]:
+    """Method → [(model's total parameters, mean score, CI)], by size: the article's chart, one line per
+    method across models. Meaningful only with several models."""
+    series: dict[str, list] = {}
+    for e in entries:
+        if e.ok and e.total:
+            series.setdefault(e.method, []).append((e.total, e.mean, e.ci95))
+    return {m: sorted(points) for m, points in sorted(series.items())}
+
+
+def find_disagreements(runs: list[RunData], entries: list[Entry]) -> tuple[list[Disagreement], int]:
+    """Test examples on which the methods of a model answer differently, with every method's answer.
+
+    Uses, per model, the lowest seed that every finished method ran. Examples where some methods are
+    right and others wrong come first; then those with the most distinct answers.
+    """
+    labels = {(e.model, e.method): e.label for e in entries}
+    found: list[tuple[tuple, Disagreement]] = []
+    for model in sorted({e.model for e in entries}):
+        mine = [r for r in runs if r.ok and r.result["model"] == model and r.predictions is not None]
+        methods = sorted({r.result["method"] for r in mine})
+        seeds = [{r.result["seed"] for r in mine if r.result["method"] == m} for m in methods]
+        common = set.intersection(*seeds) if seeds else set()
+        if len(methods) < 2 or not common:
+            continue
+        seed = min(common)
+        chosen = {r.result["method"]: r.predictions for r in mine if r.result["seed"] == seed}
+        n = min(len(p) for p in chosen.values())
+        for i in range(n):
+            rows = {m: chosen[m][i] for m in methods}
+            answers = {
+                labels[(model, m)]: (str(row.get("answer", "")), bool(row.get("correct")))
+                for m, row in rows.items()
+            }
+            distinct = len({a for a, _ in answers.values()})
+            right = sum(c for _, c in answers.values())
+            if distinct < 2 and right in (0, len(answers)):
+                continue
+            first = rows[methods[0]]
+            split = 0 < right < len(answers)
+            found.append(
+                (
+                    (not split, -distinct, model, i),
+                    Disagreement(model, first["input"], first["target"], answers),
+                )
+            )
+    found.sort(key=lambda x: x[0])
+    return [d for _, d in found[:MAX_DISAGREEMENTS]], len(found)
+
+
+def _environment(runs: list[RunData]) -> dict[str, Any]:
+    """The machine of the first run, and whether every run shares it (timings compare only then)."""
+    envs = [r.result.get("env") or {} for r in runs]
+    if not envs:
+        return {}
+    first = envs[0]
+    same = all((e.get("device"), e.get("cpu")) == (first.get("device"), first.get("cpu")) for e in envs)
+    return {
+        "device": first.get("device"),
+        "cpu": first.get("cpu"),
+        "threads": first.get("threads"),
+        "packages": first.get("packages") or {},
+        "git_sha": first.get("git_sha"),
+        "same_machine": same,
+    }

@@ -1,0 +1,72 @@
+"""Numbers as people read them, shared by every renderer (terminal, HTML, Markdown) so they agree."""
+
+from __future__ import annotations
+
+
+def count(n: float | None) -> str:
+    """1234567 → '1.2M'."""
+    if n is None:
+        return "—"
+    for unit, size in (("B", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.3g}{unit}"
+    return f"{n:.0f}"
+
+
+def pct(x: float | None, digits: int = 1) -> str:
+    """0.6875 → '68.8%'."""
+    return "—" if x is None else f"{100 * x:.{digits}f}%"
+
+
+def share(p: float | None) -> str:
+    """A percentage already in percent (trainable share): 100 → '100%', 1.234 → '1.2%', 0.0123 → '0.012%'."""
+    if p is None:
+        return "—"
+    if p == 0:
+        return "0%"
+    if p >= 10:
+        return f"{p:.0f}%"
+    return f"{p:.2g}%"
+
+
+def ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
+    """(0.623, 0.751) → '62.3–75.1%'."""
+    return "—" if interval is None else f"{100 * interval[0]:.{digits}f}–{100 * interval[1]:.{digits}f}%"
+
+
+def mem_mb(mb: float | None) -> str:
+    """Megabytes (2**20 bytes) → '1.9 GB' or '512 MB'."""
+    if mb is None:
+        return "—"
+    return f"{mb / 1024:.2g} GB" if mb >= 1024 else f"{mb:.0f} MB"
+
+
+def size_bytes(n: float | None) -> str:
+    if n is None:
+        return "—"
+    for unit, size in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
+        if n >= size:
+            return f"{n / size:.3g} {unit}"
+    return f"{n:.0f} B"
+
+
+def seconds(s: float | None) -> str:
+    if s is None:
+        return "—"
+    if s >= 120:
+        return f"{s / 60:.1f} min"
+    return f"{s:.3g} s" if s < 10 else f"{s:.0f} s"
+
+
+def ms(x: float | None) -> str:
+    if x is None:
+        return "—"
+    return f"{x / 1000:.3g} s" if x >= 1000 else f"{x:.3g} ms"
+
+
+def nats(x: float | None) -> str:
+    return "—" if x is None else f"{x:+.3f}"
+
+
+def lr(x: float | None) -> str:
+    return "—" if x is None else f"{x:g}"

@@ -1,0 +1,200 @@
+"""Which strategy fits my needs: constraints → the best method that fits, its runners-up, and why.
+
+The best method is the highest-scoring entry that meets every constraint; its runners-up are the other
+entries that meet them and whose 95% intervals overlap its interval (statistically tied). The sentence
+is written from the measurements only: the score, what it costs, and what a stronger method was ruled
+out by or what a tied one saves.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from tunebench.errors import SpecError
+from tunebench.report import fmt
+from tunebench.report.table import Entry, overlaps
+
+
+@dataclass
+class Constraints:
+    """Limits a method must meet to be recommended; None means no limit."""
+
+    max_memory_mb: float | None = None
+    max_trainable_params: float | None = None
+    max_trainable_pct: float | None = None
+    max_latency_ms: float | None = None
+    max_train_seconds: float | None = None
+    shown: dict[str, str] = field(default_factory=dict)
+    """flag → the limit as the user wrote it, for the report."""
+
+    def violations(self, e: Entry) -> list[str]:
+        """Why `e` does not fit, one phrase per limit it exceeds (or cannot be checked against)."""
+        checks = [
+            ("--max-memory", e.peak_mb, self.max_memory_mb, fmt.mem_mb, "peak memory"),
+            (
+                "--max-trainable-params",
+                e.trainable,
+                self.max_trainable_params,
+                fmt.count,
+                "trainable parameters",
+            ),
+            ("--max-trainable-params", e.trainable_pct, self.max_trainable_pct, fmt.share, "trainable share"),
+            ("--max-latency-ms", e.serve_latency_ms, self.max_latency_ms, fmt.ms, "latency"),
+            ("--max-train-seconds", e.train_seconds, self.max_train_seconds, fmt.seconds, "training time"),
+        ]
+        out = []
+        for flag, value, limit, show, what in checks:
+            if limit is None:
+                continue
+            if value is None:
+                out.append(f"its {what} was not measured ({flag})")
+            elif value > limit:
+                out.append(f"needs {show(value)} {what} ({flag} {self.shown.get(flag) or show(limit)})")
+        return out
+
+
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
+_MEM_UNITS = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0**2}
+_COUNT_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
+_TIME_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+_MS_UNITS = {"": 1.0, "ms": 1.0, "s": 1000.0}
+
+
+def parse_memory(text: str, flag: str = "--max-memory") -> float:
+    """'4GB', '4g', '512MB', '512' (MB) → megabytes."""
+    m = _SIZE.match(str(text))
+    if not m:
+        raise SpecError(f"{flag} {text!r}: expected a size such as 4GB or 512MB (a bare number is MB)")
+    return float(m.group(1)) * _MEM_UNITS[m.group(2).lower()]
+
+
+def parse_params(text: str, flag: str = "--max-trainable-params") -> tuple[float | None, float | None]:
+    """'1M', '250k', '2e6' → (count, None); '1%' → (None, percent of the model's parameters)."""
+    t = str(text).strip()
+    if t.endswith("%"):
+        try:
+            return None, float(t[:-1])
+        except ValueError:
+            pass
+    else:
+        m = re.match(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgb]?)$", t, re.IGNORECASE)
+        if m:
+            return float(m.group(1)) * _COUNT_UNITS[m.group(2).lower()], None
+    raise SpecError(f"{flag} {text!r}: expected a count such as 1M or 250k, or a share such as 1%")
+
+
+def parse_number(text: str, flag: str, units: dict[str, float] | None = None) -> float:
+    m = re.match(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)$", str(text).strip(), re.IGNORECASE)
+    unit = m.group(2).lower() if m else None
+    if not m or unit not in (units or {"": 1.0}):
+        hint = f" (units: {', '.join(u for u in units if u)})" if units else ""
+        raise SpecError(f"{flag} {text!r}: expected a non-negative number{hint}")
+    return float(m.group(1)) * (units or {"": 1.0})[unit]
+
+
+def parse_constraints(
+    max_memory: str | None = None,
+    max_trainable_params: str | None = None,
+    max_latency_ms: str | None = None,
+    max_train_seconds: str | None = None,
+) -> Constraints:
+    """Constraints from the command line's text, with errors that name the flag."""
+    c = Constraints()
+    if max_memory is not None:
+        c.max_memory_mb, c.shown["--max-memory"] = parse_memory(max_memory), str(max_memory)
+    if max_trainable_params is not None:
+        c.max_trainable_params, c.max_trainable_pct = parse_params(max_trainable_params)
+        c.shown["--max-trainable-params"] = str(max_trainable_params)
+    if max_latency_ms is not None:
+        c.max_latency_ms = parse_number(max_latency_ms, "--max-latency-ms", _MS_UNITS)
+        c.shown["--max-latency-ms"] = fmt.ms(c.max_latency_ms)
+    if max_train_seconds is not None:
+        c.max_train_seconds = parse_number(max_train_seconds, "--max-train-seconds", _TIME_UNITS)
+        c.shown["--max-train-seconds"] = str(max_train_seconds)
+    return c
+
+
+@dataclass
+class Recommendation:
+    best: Entry | None
+    runners_up: list[Entry]
+    """Entries that fit and are statistically tied with the best."""
+    excluded: list[tuple[Entry, list[str]]]
+    """Entries ruled out by a constraint, with the reasons."""
+    why: str
+
+
+def recommend(entries: list[Entry], constraints: Constraints | None = None) -> Recommendation:
+    constraints = constraints or Constraints()
+    ok = sorted((e for e in entries if e.ok), key=lambda e: -(e.mean or 0.0))
+    if not ok:
+        return Recommendation(None, [], [], "No run finished, so there is nothing to recommend yet.")
+    excluded = [(e, constraints.violations(e)) for e in ok]
+    excluded = [(e, why) for e, why in excluded if why]
+    ruled_out = {id(e) for e, _ in excluded}
+    fits = [e for e in ok if id(e) not in ruled_out]
+    if not fits:
+        e, why = excluded[0]
+        return Recommendation(None, [], excluded, f"No method fits: even the best, {e.label}, {why[0]}.")
+    best = fits[0]
+    runners = [e for e in fits[1:] if overlaps(e.ci95, best.ci95)]
+    return Recommendation(best, runners, excluded, _why(best, runners, fits, excluded))
+
+
+def _costs(e: Entry) -> str:
+    parts = [f"{fmt.share(e.trainable_pct)} of the parameters trained" if e.trainable else "nothing trained"]
+    if e.peak_mb is not None:
+        parts.append(f"{fmt.mem_mb(e.peak_mb)} peak memory")
+    if e.trains:
+        parts.append(f"{fmt.seconds(e.train_seconds)} of training")
+    if e.serve_latency_ms is not None:
+        parts.append(f"{fmt.ms(e.serve_latency_ms)} per example")
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
+#: (what, value) for "needs less than half the ..." phrases.
+_SAVINGS = [
+    ("trainable parameters", lambda e: e.trainable),
+    ("memory", lambda e: e.peak_mb),
+    ("training time", lambda e: e.train_seconds),
+    ("latency", lambda e: e.serve_latency_ms),
+]
+
+
+def _cheaper(a: Entry, b: Entry) -> list[str]:
+    """Where `a` costs at most half of what `b` costs (a difference worth a sentence)."""
+    out = []
+    for what, value in _SAVINGS:
+        va, vb = value(a), value(b)
+        if va is not None and vb is not None and va <= 0.5 * vb:
+            out.append(what)
+    return out
+
+
+def _why(
+    best: Entry, runners: list[Entry], fits: list[Entry], excluded: list[tuple[Entry, list[str]]]
+) -> str:
+    metric = (best.metric_name or "score").replace("_", " ")
+    text = (
+        f"{best.label} scores {fmt.pct(best.mean)} {metric} (95% CI {fmt.ci(best.ci95)}) with {_costs(best)}"
+    )
+    stronger = [(e, why) for e, why in excluded if (e.mean or 0.0) > (best.mean or 0.0)]
+    cheaper = [(r, _cheaper(r, best)) for r in runners]
+    cheaper = [(r, what) for r, what in cheaper if what]
+    if stronger:
+        e, why = stronger[0]
+        text += f"; {e.label} scores higher ({fmt.pct(e.mean)}) but {why[0]}"
+    elif cheaper:
+        r, what = cheaper[0]
+        text += (
+            f"; {r.label} ({fmt.pct(r.mean)}) is within the noise of it and needs less than half the "
+            f"{' and '.join(what)}"
+        )
+    elif runners:
+        text += (
+            f"; {', '.join(r.label for r in runners)} {'is' if len(runners) == 1 else 'are'} within the noise"
+        )
+    elif len(fits) > 1:
+        text += f", ahead of {fits[1].label} ({fmt.pct(fits[1].mean)}) beyond the noise"
+    return text + "."

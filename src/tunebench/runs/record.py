@@ -1,0 +1,115 @@
+"""The result record, schema 1: one self-describing JSON file per run.
+
+Keys (all present; values may be null where a method has nothing to report):
+  schema           1
+  status           "ok" or "failed"; `error` says why a run failed
+  experiment, model, task, method, seed
+  config           the resolved config of the run; config_hash identifies it
+  primary_metric   the metric the leaderboard ranks by ("exact_match" or "accuracy")
+  metrics          metric name → value in [0, 1]
+  ci95             [low, high] 95% bootstrap interval of the primary metric
+  params           trainable, total, trainable_pct
+  train            seconds, steps, examples, tokens (non-padding), target_tokens, tokens_per_s,
+                   peak_rss_mb, peak_gpu_mb, bf16, final_loss, truncated (examples cut to max_length),
+                   dev_eval_seconds (time spent scoring the dev curve, left out of `seconds`),
+                   dev_curve ([[step, dev score], ...] every budget.dev_every steps; [] when off);
+                   null for a method that does not train
+  eval             seconds, n, ms_per_example (batched: throughput), peak_rss_mb, peak_gpu_mb
+  latency          ms_per_example: median time to answer one example alone (batch size 1, dev inputs,
+                   right after the test evaluation), n (examples timed: up to 5, fewer once 10 s have
+                   passed), batch_size (1), merged_ms_per_example: the same after `merge()` folded the
+                   method's weights into the base (null when nothing merges)
+  drift            nll_increase: mean per-token NLL (nats) of the base model's own continuations of
+                   neutral prompts under the tuned model, minus under the base model (forgetting; 0 for
+                   prompting); tuned_nll, base_nll, texts (how many), reference (the cached file with
+                   the texts, under the model cache); null without a language model
+  selection        null, or the learning-rate search on the dev split: search (grid / halving), split
+                   ("dev"), metric, seed, grid, chosen_lr, candidates [{lr, steps, rung, status, metric,
+                   dev_score, final_loss, error}]
+  artifact         path (relative to the run folder), bytes
+  wall_seconds     the whole run: loading, training, evaluation, export
+  task_info        the task's description (options, kind, label set)
+  env              python, packages, device, cpu, git sha, time
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import time
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SCHEMA = 1
+
+
+def base_record(config: dict[str, Any], digest: str) -> dict[str, Any]:
+    return {
+        "schema": SCHEMA,
+        "status": "failed",
+        "error": None,
+        "experiment": config["experiment"],
+        "model": config["model"],
+        "task": config["task"]["name"],
+        "method": config["method"]["name"],
+        "seed": config["seed"],
+        "config": config,
+        "config_hash": digest,
+        "primary_metric": None,
+        "metrics": {},
+        "ci95": None,
+        "params": None,
+        "train": None,
+        "eval": None,
+        "latency": None,
+        "drift": None,
+        "selection": None,
+        "artifact": None,
+        "wall_seconds": None,
+        "task_info": None,
+        "env": environment(),
+    }
+
+
+@cache
+def environment() -> dict[str, Any]:
+    packages = {}
+    for name in ("tunebench", "torch", "transformers", "peft", "accelerate", "numpy"):
+        try:
+            packages[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            packages[name] = None
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    return {
+        "python": platform.python_version(),
+        "packages": packages,
+        "device": device,
+        "cpu": _cpu_name(),
+        "threads": torch.get_num_threads(),
+        "git_sha": _git_sha(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _git_sha() -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None

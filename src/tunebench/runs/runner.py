@@ -1,0 +1,394 @@
+"""Expand a spec into runs (model × method × seed) and run each one: prepare → fit → evaluate → export.
+
+Everything that can be checked is checked before the first run starts (names, options, the data), so
+a bad spec writes nothing. A run that fails is recorded with its reason and the grid goes on.
+
+Before the final runs of a method that trains and declares `lr_grid`, its learning rate is chosen on the
+dev split (runs/selection.py); candidates are cached under `<experiment>/selection/` so that a finished
+selection, like a finished run, is never redone. After the test evaluation each run also measures its
+latency per example (before and after `merge`) and its drift from the base model (runs/measure.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tunebench.config import Budget, ExperimentSpec, MethodSpec
+from tunebench.errors import SpecError
+from tunebench.methods import METHODS, Context, Method
+from tunebench.models import ResolvedModel, resolve_model
+from tunebench.runs import measure, store
+from tunebench.runs.progress import RunProgress
+from tunebench.runs.record import base_record
+from tunebench.runs.selection import Candidate, final_loss, select_lr
+from tunebench.tasks import Splits, Task, build_task
+from tunebench.tasks.metrics import bootstrap_ci
+from tunebench.train.device import pick_device, use_bf16
+from tunebench.train.memory import PeakMemory, release_memory
+from tunebench.ui import console
+
+SELECTION_DIR = "selection"
+#: Budget fields that matter to a method that does not train; the others are left out of its config, so
+#: that changing the training budget does not redo the prompting runs.
+_INFERENCE_BUDGET = ("max_length", "precision", "eval_batch_size")
+
+
+@dataclass
+class Cell:
+    model: ResolvedModel
+    method: MethodSpec
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return store.run_name(self.model.name, self.method.name, self.seed)
+
+
+def run_experiment(
+    spec: ExperimentSpec, *, force: bool = False, progress: RunProgress | None = None
+) -> list[dict]:
+    progress = progress or RunProgress()
+    task = build_task(spec.task.name, spec.task.options, f"{spec.source}: task")
+    splits = task.splits()
+    _check_dev_split(spec, splits)
+    models = [resolve_model(name) for name in spec.models]
+    exp_dir = Path(spec.out) / spec.name
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    (exp_dir / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    results = []
+    total = len(models) * len(spec.methods) * len(spec.seeds)
+    for model in models:
+        for method_spec in spec.methods:
+            chosen, selection = _with_selected_lr(
+                model, method_spec, spec, task, splits, exp_dir, force, progress
+            )
+            for seed in spec.seeds:
+                cell = Cell(model, chosen, seed)
+                results.append(
+                    run_cell(cell, spec, task, splits, exp_dir, force=force, progress=progress,
+                             index=len(results) + 1, total=total, selection=selection)
+                )  # fmt: skip
+    return results
+
+
+def _with_selected_lr(
+    model: ResolvedModel,
+    method_spec: MethodSpec,
+    spec: ExperimentSpec,
+    task: Task,
+    splits: Splits,
+    exp_dir: Path,
+    force: bool,
+    progress: RunProgress,
+) -> tuple[MethodSpec, dict | None]:
+    """The method's spec with its learning rate chosen on dev, and the selection record (None: no search)."""
+    if not (METHODS.get(method_spec.name).trains and method_spec.budget.lr_grid):
+        return method_spec, None
+    cell = Cell(model, method_spec, spec.seeds[0])
+    selection = _select(cell, spec, task, splits, exp_dir, force=force, progress=progress)
+    if selection["chosen_lr"] is None:
+        return method_spec, selection  # the final runs record the failure
+    budget = dataclasses.replace(method_spec.budget, lr=selection["chosen_lr"])
+    return dataclasses.replace(method_spec, budget=budget), selection
+
+
+def _check_dev_split(spec: ExperimentSpec, splits: Splits) -> None:
+    """Selection and dev curves score the dev split: say so before anything runs if it is empty."""
+    if splits.dev:
+        return
+    for m in spec.methods:
+        for key in ("lr_grid", "dev_every"):
+            if getattr(m.budget, key):
+                raise SpecError(
+                    f"{spec.source}: methods ({m.name}).{key} needs a dev split, and the task's is "
+                    "empty; give the task a dev_size (or dev_fraction)"
+                )
+
+
+def cell_config(cell: Cell, spec: ExperimentSpec, task: Task, splits: Splits) -> dict[str, Any]:
+    budget = dataclasses.asdict(cell.method.budget)
+    if not METHODS.get(cell.method.name).trains:
+        budget = {k: budget[k] for k in _INFERENCE_BUDGET}
+    return {
+        "experiment": spec.name,
+        "model": cell.model.name,
+        "model_path": cell.model.path,
+        "task": {
+            "name": task.name,
+            "registered_as": spec.task.name,
+            **spec.task.options,
+            "data_fingerprint": splits.fingerprint(),
+            "sizes": {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
+        },
+        "method": {"name": cell.method.name, **dataclasses.asdict(cell.method.options)},
+        "budget": budget,
+        "seed": cell.seed,
+    }
+
+
+def run_cell(
+    cell: Cell,
+    spec: ExperimentSpec,
+    task: Task,
+    splits: Splits,
+    exp_dir: Path,
+    *,
+    force: bool,
+    progress: RunProgress,
+    index: int,
+    total: int,
+    selection: dict | None = None,
+) -> dict:
+    config = cell_config(cell, spec, task, splits)
+    digest = store.config_hash(config)
+    folder = exp_dir / cell.name
+    if not force and store.is_finished(folder, digest):
+        progress.skip(cell.name, index, total)
+        return store.read_result(folder / store.RESULT)
+    progress.run_start(cell.name, index, total)
+    folder.mkdir(parents=True, exist_ok=True)
+    store.reset_run(folder)
+    store.write_json_atomic(folder / store.CONFIG, config)
+    record = base_record(config, digest)
+    record["selection"] = selection
+    method: Method = METHODS.get(cell.method.name)(cell.method.options)
+    started = time.perf_counter()
+    try:
+        if selection is not None and selection["chosen_lr"] is None:
+            raise RuntimeError(
+                "every learning rate in lr_grid failed on the dev split: "
+                + "; ".join(f"{c['lr']:g}: {c['error']}" for c in selection["candidates"])
+            )
+        _execute(method, cell, task, splits, folder, record, progress)
+        record["status"] = "ok"
+    except Exception as e:  # any failure is recorded and the grid goes on
+        record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
+        with open(folder / store.LOG, "a", encoding="utf-8") as log:
+            log.write(json.dumps({"event": "error", "traceback": traceback.format_exc()}) + "\n")
+    finally:
+        del method
+        release_memory()
+    record["wall_seconds"] = time.perf_counter() - started
+    store.write_json_atomic(folder / store.RESULT, record)
+    progress.run_end(record)
+    return record
+
+
+def _context(
+    cell: Cell, task: Task, splits: Splits, budget: Budget, on_step, progress: RunProgress
+) -> Context:
+    device = pick_device()
+    return Context(
+        model=cell.model,
+        task=task,
+        splits=splits,
+        budget=budget,
+        seed=cell.seed,
+        device=device,
+        bf16=use_bf16(budget.precision, device),
+        on_train_step=on_step,
+        on_eval_batch=progress.eval_batch,
+    )
+
+
+def _execute(
+    method: Method, cell: Cell, task: Task, splits: Splits, folder: Path, record: dict, progress: RunProgress
+) -> None:
+    method.check(task, cell.model)
+    with open(
+        folder / store.LOG, "a", encoding="utf-8", buffering=1
+    ) as log:  # line-buffered: `tail -f` works
+        curve: list[list[float]] = []
+        dev_seconds = 0.0
+
+        def on_step(step: int, steps: int, loss: float) -> None:
+            nonlocal dev_seconds
+            log.write(
+                json.dumps({"event": "train_step", "step": step, "loss": loss, "time": time.time()}) + "\n"
+            )
+            progress.train_step(step, steps, loss)
+            every = ctx.budget.dev_every
+            if every and (step % every == 0 or step == steps):
+                start = time.perf_counter()
+                with measure.training_modes_kept(method):
+                    metric, score = measure.dev_score(method, ctx)
+                dev_seconds += time.perf_counter() - start
+                curve.append([step, score])
+                log.write(
+                    json.dumps({"event": "dev_eval", "step": step, "metric": metric, "score": score}) + "\n"
+                )
+
+        ctx = _context(cell, task, splits, cell.method.budget, on_step, progress)
+        reference = None
+        if cell.model.kind == "decoder":  # drift needs text from a base language model
+            reference = measure.drift_reference(ctx)
+        method.prepare(ctx)
+        trainable, total = method.param_counts()
+        record["params"] = {
+            "trainable": trainable,
+            "total": total,
+            "trainable_pct": 100.0 * trainable / total if total else 0.0,
+        }
+        stats = method.fit(ctx)
+        record["train"] = _train_record(stats, method.truncated, dev_seconds, curve)
+    progress.eval_start(len(splits.test))
+    with PeakMemory() as mem:
+        start = time.perf_counter()
+        predictions = method.predict(ctx, [e.input for e in splits.test])
+        seconds = time.perf_counter() - start
+    record["eval"] = {
+        "seconds": seconds,
+        "n": len(predictions),
+        "ms_per_example": 1000 * seconds / max(1, len(predictions)),
+        "peak_rss_mb": mem.peak_rss_mb,
+        "peak_gpu_mb": mem.peak_gpu_mb,
+        "bf16": ctx.bf16,
+    }
+    _score(task, splits, predictions, cell.seed, folder, record)
+    _export(method, folder, record)
+    _measure_serving(method, ctx, record, reference)
+
+
+def _measure_serving(method: Method, ctx: Context, record: dict, reference: dict | None) -> None:
+    """Latency one example at a time, drift from the base model, then latency again after merging.
+
+    Timed on dev inputs (test is touched once, by the scored evaluation). Drift is measured before the
+    merge, which changes how the weights are stored but not what the model computes.
+    """
+    inputs = [e.input for e in (ctx.splits.dev or ctx.splits.test)]
+    ms, n = measure.latency(method, ctx, inputs)
+    record["latency"] = {"ms_per_example": ms, "batch_size": 1, "n": n, "merged_ms_per_example": None}
+    record["drift"] = measure.drift(method, ctx, reference) if reference is not None else None
+    if method.merge():
+        record["latency"]["merged_ms_per_example"], _ = measure.latency(method, ctx, inputs)
+
+
+def _select(
+    cell: Cell,
+    spec: ExperimentSpec,
+    task: Task,
+    splits: Splits,
+    exp_dir: Path,
+    *,
+    force: bool,
+    progress: RunProgress,
+) -> dict:
+    """Choose the learning rate of (model, method) on dev; each candidate is cached like a run."""
+    budget = cell.method.budget
+    folder = exp_dir / SELECTION_DIR / f"{cell.model.name}--{cell.method.name}"
+    console.print(
+        f"[bold]{cell.model.name}--{cell.method.name}[/bold]: choosing the learning rate on dev "
+        f"({budget.lr_search} over {', '.join(f'{lr:g}' for lr in budget.lr_grid)})"
+    )
+
+    def evaluate(candidate_budget: Budget, rung: int) -> Candidate:
+        candidate = dataclasses.replace(
+            cell, method=dataclasses.replace(cell.method, budget=candidate_budget)
+        )
+        config = {**cell_config(candidate, spec, task, splits), "role": "lr-selection"}
+        path = folder / f"lr{candidate_budget.lr:g}--{store.config_hash(config)}.json"
+        if not force and path.exists():
+            cached = store.read_result(path)
+            if cached.get("status") == "ok":
+                console.print(
+                    f"  [dim]lr {candidate_budget.lr:g}: finished earlier, dev "
+                    f"{cached['candidate']['dev_score']:.1%}[/dim]"
+                )
+                return Candidate(**cached["candidate"])
+        folder.mkdir(parents=True, exist_ok=True)
+        result = _run_candidate(candidate, task, splits, rung, progress)
+        store.write_json_atomic(
+            path,
+            {"schema": 1, "status": result.status, "config": config, "candidate": dataclasses.asdict(result)},
+        )
+        return result
+
+    selection = select_lr(budget, evaluate, seed=cell.seed)
+    chosen = selection["chosen_lr"]
+    console.print(
+        f"  chosen lr: [cyan]{chosen:g}[/cyan]"
+        if chosen is not None
+        else "  [red]every candidate failed[/red]"
+    )
+    return selection
+
+
+def _run_candidate(cell: Cell, task: Task, splits: Splits, rung: int, progress: RunProgress) -> Candidate:
+    budget = cell.method.budget
+    candidate = Candidate(lr=budget.lr, steps=budget.steps, rung=rung)
+    method: Method = METHODS.get(cell.method.name)(cell.method.options)
+    try:
+        method.check(task, cell.model)
+        ctx = _context(
+            cell, task, splits, budget, lambda s, n, loss: progress.train_step(s, n, loss), progress
+        )
+        method.prepare(ctx)
+        stats = method.fit(ctx)
+        if stats is not None:
+            candidate.steps, candidate.final_loss = stats.steps, final_loss(stats.losses)
+        candidate.metric, candidate.dev_score = measure.dev_score(method, ctx)
+        console.print(
+            f"  lr {budget.lr:g} ({candidate.steps} steps): dev {candidate.metric} "
+            f"{candidate.dev_score:.1%}, final loss {candidate.final_loss or float('nan'):.3f}"
+        )
+    except Exception as e:  # a candidate that diverges is a result of the search, not a crash
+        candidate.status, candidate.error = "failed", f"{type(e).__name__}: {e}"
+        console.print(f"  lr {budget.lr:g}: [red]failed[/red] ({candidate.error})")
+    finally:
+        del method
+        release_memory()
+    return candidate
+
+
+def _train_record(stats, truncated: int, dev_seconds: float, curve: list) -> dict | None:
+    """What training cost. Time spent scoring the dev curve is not training: it is taken out of `seconds`."""
+    if stats is None:
+        return None
+    seconds = max(stats.seconds - dev_seconds, 1e-9)
+    return {
+        "seconds": seconds,
+        "steps": stats.steps,
+        "examples": stats.examples,
+        "tokens": stats.tokens,
+        "target_tokens": stats.target_tokens,
+        "tokens_per_s": stats.tokens / seconds,
+        "peak_rss_mb": stats.peak_rss_mb,
+        "peak_gpu_mb": stats.peak_gpu_mb,
+        "bf16": stats.bf16,
+        "final_loss": stats.losses[-1] if stats.losses else None,
+        "truncated": truncated,
+        "dev_eval_seconds": dev_seconds,
+        "dev_curve": curve,
+    }
+
+
+def _score(task: Task, splits: Splits, predictions: list[str], seed: int, folder: Path, record: dict) -> None:
+    targets = [e.target for e in splits.test]
+    scores = task.score(predictions, targets)
+    record["primary_metric"] = scores.primary
+    record["metrics"] = scores.metrics
+    record["ci95"] = list(bootstrap_ci(scores.correct, seed=seed))
+    record["task_info"] = task.describe()
+    rows = [
+        {"input": e.input, "target": e.target, "prediction": p, "answer": task.answer(p), "correct": c}
+        for e, p, c in zip(splits.test, predictions, scores.correct, strict=True)
+    ]
+    store.write_jsonl_atomic(folder / store.PREDICTIONS, rows)
+
+
+def _export(method: Method, folder: Path, record: dict) -> None:
+    partial = folder / f".{store.ARTIFACT}.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir()
+    method.export(partial)
+    partial.rename(folder / store.ARTIFACT)
+    record["artifact"] = {"path": store.ARTIFACT, "bytes": store.dir_bytes(folder / store.ARTIFACT)}

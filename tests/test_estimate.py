@@ -1,0 +1,322 @@
+"""The cost estimator: exact shapes, the papers' figures, tunebench's own measurements, and clear errors."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import pytest
+
+from tunebench.errors import SpecError, TunebenchError, UnknownNameError
+from tunebench.estimate import Setting, estimate, resolve_arch, resolve_device
+from tunebench.estimate.costs import METHOD_COSTS, method_options
+from tunebench.estimate.model import GIB
+from tunebench.estimate.shapes import from_config
+
+GB = 1e9  # the papers' gigabytes
+
+# ---- shapes: parameter counts are exact ---------------------------------------------------------------
+
+
+def _configs():
+    from transformers import (
+        BertConfig,
+        BertModel,
+        Gemma3ForCausalLM,
+        Gemma3TextConfig,
+        GPT2Config,
+        GPT2LMHeadModel,
+        LlamaConfig,
+        LlamaForCausalLM,
+        OPTConfig,
+        OPTForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
+
+    small = dict(num_hidden_layers=2, num_attention_heads=4, vocab_size=300)
+    return [
+        (LlamaConfig(hidden_size=64, intermediate_size=96, num_key_value_heads=2, **small), LlamaForCausalLM),
+        (LlamaConfig(hidden_size=64, intermediate_size=96, tie_word_embeddings=True, **small), LlamaForCausalLM),
+        (GPT2Config(n_embd=64, n_layer=2, n_head=4, vocab_size=300, n_positions=128), GPT2LMHeadModel),
+        (BertConfig(hidden_size=64, intermediate_size=128, max_position_embeddings=128, **small), BertModel),
+        (Gemma3TextConfig(hidden_size=64, intermediate_size=96, num_key_value_heads=1, head_dim=32, **small),
+         Gemma3ForCausalLM),
+        (Qwen2Config(hidden_size=64, intermediate_size=96, num_key_value_heads=2, **small), Qwen2ForCausalLM),
+        (OPTConfig(hidden_size=64, ffn_dim=128, max_position_embeddings=128, word_embed_proj_dim=64, **small),
+         OPTForCausalLM),
+    ]  # fmt: skip
+
+
+def test_parameter_counts_match_models_built_from_the_same_configs():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for cfg, cls in _configs():
+            data = {**cfg.to_dict(), "architectures": [cls.__name__]}
+            arch = from_config(data, cls.__name__, "test")
+            model = cls(cfg)
+            assert arch.params == sum(p.numel() for p in model.parameters()), cls.__name__
+
+
+def test_presets_have_the_published_sizes():
+    # Llama 2 model cards: 6,738,415,616 / 13,015,864,320 / 68,976,648,192 parameters.
+    assert resolve_arch("7B").params == 6_738_415_616
+    assert resolve_arch("13b").params == 13_015_864_320
+    assert resolve_arch("70B").params == 68_976_648_192
+    assert 65.0e9 < resolve_arch("65B").params < 65.5e9  # LLaMA-1 65B
+    assert 174e9 < resolve_arch("gpt3").params < 176e9  # GPT-3 175B
+    assert resolve_arch("smollm2-135m").params == 134_515_008  # as counted on the loaded model
+
+
+def test_a_registered_model_and_a_folder_give_their_config_shapes(tiny_llama):
+    from pathlib import Path
+
+    by_name = resolve_arch("tiny-llama")
+    by_folder = resolve_arch(tiny_llama.path)
+    by_file = resolve_arch(str(Path(tiny_llama.path) / "config.json"))
+    config = json.loads((Path(tiny_llama.path) / "config.json").read_text())
+    assert by_name.hidden == by_folder.hidden == by_file.hidden == config["hidden_size"]
+    assert by_name.params == by_folder.params == by_file.params
+
+
+def test_low_rank_and_prompt_parameter_counts_match_peft():
+    import torch
+    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    cfg = LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
+                      num_key_value_heads=2, vocab_size=300)  # fmt: skip
+    arch = from_config(cfg.to_dict(), "t", "test")
+    cases = [
+        ("lora", LoraConfig(r=4, target_modules="all-linear"), {"r": 4}),
+        ("lora", LoraConfig(r=4, target_modules=["q_proj", "v_proj"]), {"r": 4, "targets": ["q_proj", "v"]}),
+        ("dora", LoraConfig(r=4, target_modules="all-linear", use_dora=True), {"r": 4}),
+        ("ia3", IA3Config(task_type="CAUSAL_LM"), {}),
+        ("prefix", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5), {"virtual_tokens": 5}),
+        ("prompt", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5), {"virtual_tokens": 5}),
+    ]
+    for name, config, options in cases:
+        torch.manual_seed(0)
+        model = get_peft_model(LlamaForCausalLM(cfg), config)
+        peft_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        assert METHOD_COSTS[name].added(arch, method_options(name, options)) == peft_count, name
+
+
+# ---- the papers' figures --------------------------------------------------------------------------------
+
+
+def test_qlora_makes_65b_trainable_on_one_48gb_gpu():
+    """Dettmers et al. (2023): QLoRA fine-tunes LLaMA 65B on a single 48 GB GPU. Their Guanaco setting:
+    LoRA r=64 on every linear layer, gradient checkpointing; here batch 1 × 512 tokens, mixed precision
+    (fp32 master weights and Adam moments for the adapters, the conservative choice)."""
+    arch, gpu = resolve_arch("65B"), resolve_device("A6000")
+    q = estimate(arch, "qlora", gpu, Setting(batch=1, seq_len=512), {"r": 64})
+    assert q.peak_ckpt < 48 * GIB and q.fits_ckpt
+    assert q.memory["quantization"] < 1.1 * GB  # 0.127 bits per weight with double quantization
+    no_dq = estimate(arch, "qlora", gpu, Setting(batch=1, seq_len=512), {"r": 64, "double_quant": False})
+    assert no_dq.memory["quantization"] > 3.5 * q.memory["quantization"]  # 0.5 bits without it
+    lora16 = estimate(arch, "lora", gpu, Setting(batch=1, seq_len=512), {"r": 64})
+    assert not lora16.fits_ckpt  # the 16-bit base alone is 130 GB
+
+
+def test_full_fine_tuning_65b_in_16_bit_with_adam_needs_over_780gb():
+    """Dettmers et al. (2023), introduction: regular 16-bit fine-tuning of LLaMA 65B needs more than 780 GB.
+    Their accounting is 16-bit weights and gradients with 32-bit Adam moments (12 bytes a weight);
+    mixed precision with an fp32 master copy (ZeRO's 16 bytes a weight) needs more still."""
+    arch, gpu = resolve_arch("65B"), resolve_device("H100-80GB")
+    for precision in ("bf16-adam32", "mixed"):
+        e = estimate(arch, "full", gpu, Setting(batch=1, seq_len=512, precision=precision))
+        assert e.peak_ckpt > 780 * GB, precision
+    e = estimate(arch, "full", gpu, Setting(batch=1, seq_len=512, precision="bf16-adam32"))
+    states = e.memory["weights"] + e.memory["gradients"] + e.memory["optimizer"]
+    assert states == pytest.approx(780 * GB, rel=0.01)  # 12 bytes × 65.2 B weights
+
+
+def test_lora_paper_gpt3_175b_memory_and_checkpoint():
+    """Hu et al. (2021), §4.2: on GPT-3 175B, LoRA cuts training memory from 1.2 TB to 350 GB and the
+    checkpoint from 350 GB to about 35 MB (r=4 on the query and value projections). Their accounting is
+    16-bit throughout, Adam's moments included (no state for frozen weights: the '2/3 reduction'); here
+    batch 1 × 2048 tokens with gradient checkpointing."""
+    arch, gpu = resolve_arch("175B"), resolve_device("H100-80GB")
+    setting = Setting(batch=1, seq_len=2048, precision="bf16")
+    full = estimate(arch, "full", gpu, setting)
+    lora = estimate(arch, "lora", gpu, setting, {"r": 4, "targets": ["q", "v"]})
+    assert full.peak_ckpt == pytest.approx(1.2e12, rel=0.25)
+    assert lora.peak_ckpt == pytest.approx(350 * GB, rel=0.10)
+    assert full.artifact_bytes == pytest.approx(350 * GB, rel=0.01)
+    assert lora.artifact_bytes == pytest.approx(35e6, rel=0.10)
+    assert lora.trainable == 96 * 2 * 4 * (12288 + 12288)  # 18.9 M
+
+
+# ---- the model's structure -------------------------------------------------------------------------------
+
+
+def test_orderings_that_must_hold():
+    arch, gpu = resolve_arch("7B"), resolve_device("A100-80GB")
+    e = {m: estimate(arch, m, gpu) for m in METHOD_COSTS}
+    assert e["qlora"].peak < e["lora"].peak < e["full"].peak
+    assert e["zero-shot"].peak < e["lora"].peak
+    assert e["partial"].trainable < e["full"].trainable
+    assert e["full"].flops_per_token == pytest.approx(6 * arch.params, rel=0.1)  # Kaplan's 6N
+    assert e["lora"].flops_per_token < e["full"].flops_per_token
+    for name, est in e.items():
+        if METHOD_COSTS[name].backprop_layers(arch, method_options(name, {})):  # gradients flow into blocks
+            assert est.memory["activations_ckpt"] < est.memory["activations"], name
+            assert est.flops_per_token_ckpt > est.flops_per_token, name
+        assert est.seconds > 0
+    bigger = estimate(arch, "lora", gpu, Setting(batch=16))
+    assert bigger.memory["activations"] == pytest.approx(2 * e["lora"].memory["activations"], rel=0.01)
+
+
+def test_time_scales_with_tokens_and_device_peak():
+    arch = resolve_arch("7B")
+    a100 = estimate(arch, "lora", resolve_device("A100-80GB"), Setting(tokens=1e9))
+    h100 = estimate(arch, "lora", resolve_device("H100-80GB"), Setting(tokens=1e9))
+    assert a100.seconds == pytest.approx(1e9 * a100.flops_per_token / (312e12 * 0.4))
+    assert h100.seconds == pytest.approx(a100.seconds * 312 / 989)
+    custom = estimate(arch, "lora", resolve_device("custom:24GB:100TFLOPS"), Setting(tokens=1e9))
+    assert custom.device_bytes == 24 * GIB
+    assert custom.seconds == pytest.approx(1e9 * custom.flops_per_token / (100e12 * 0.4))
+
+
+# ---- calibration against tunebench's measurements --------------------------------------------------------
+
+#: Recorded with `python -m tunebench.estimate.calibrate` (see BENCHMARKS.md, "Estimator calibration"):
+#: SmolLM2-135M, 3 steps, batch 8, fp32 on the 2-core CPU; process baseline measured in the same process.
+RECORDED = {
+    "baseline_mb": None,
+    "runs": [],
+}
+
+
+@pytest.mark.skipif(not RECORDED["runs"], reason="no recorded calibration")
+def test_recorded_calibration_is_within_25_percent():
+    from tunebench.estimate.calibrate import cpu_device
+    from tunebench.estimate.from_result import estimate_run
+
+    for run in RECORDED["runs"]:
+        e = estimate_run(run["result"], cpu_device(RECORDED["baseline_mb"]))
+        measured = run["result"]["train"]["peak_rss_mb"]
+        assert e.peak / 2**20 == pytest.approx(measured, rel=0.25), run["result"]["method"]
+
+
+@pytest.mark.slow
+def test_estimate_against_measured_peak_on_smollm2(tmp_path):
+    """A few training steps of each trained method on SmolLM2-135M; the estimate of each run's peak memory
+    (with the process baseline measured in the same process) is within 25% of the measured peak."""
+    from tunebench.estimate.calibrate import baseline_mb, calibration_rows, measure, trained_methods
+
+    methods = trained_methods()
+    assert {"lora", "full"} <= set(methods)
+    results = measure(tmp_path, "smollm2-135m", methods, steps=3)
+    rows = calibration_rows(results, baseline_mb(results))
+    assert {r["method"] for r in rows} >= {"lora", "full"}
+    for row in rows:
+        assert abs(row["error"]) < 0.25, row
+
+
+# ---- the report's hook -----------------------------------------------------------------------------------
+
+
+def _result(method: str, options: dict, tmp_model: str | None = None) -> dict:
+    return {
+        "status": "ok", "model": "smollm2-135m", "method": method,
+        "config": {"model_path": tmp_model, "method": {"name": method, **options},
+                   "budget": {"batch_size": 8, "max_length": 64}},
+        "train": {"tokens": 8 * 3 * 40, "examples": 24, "target_tokens": 24 * 4, "bf16": False,
+                  "peak_rss_mb": 1500.0},
+    }  # fmt: skip
+
+
+def test_estimate_for_result_gives_the_target_cost():
+    from tunebench.estimate.from_result import estimate_for_result
+
+    lora = estimate_for_result(
+        _result("lora", {"r": 16, "alpha": 32, "target_modules": ["all-linear"]}), "7B", "A100-80GB"
+    )
+    full = estimate_for_result(_result("full", {}), "7B", "A100-80GB")
+    assert lora["available"] and full["available"]
+    assert lora["target_model"] == "7B" and lora["target_device"] == "A100-80GB"
+    assert lora["trainable"] == 32 * 16 * sum(
+        m.d_in + m.d_out for m in resolve_arch("7B").linears()
+    )  # r=16 carried over from the run
+    assert lora["fits"] and not full["fits_ckpt"]  # full fine-tuning of 7B with Adam: > 100 GB
+    assert lora["peak_gib"] < full["peak_gib"]
+    assert json.dumps(lora)  # plain data for the report
+    unknown = estimate_for_result(_result("distill", {}), "7B", "A100-80GB")
+    assert unknown["available"] is False and "distill" in unknown["reason"]
+    with pytest.raises(UnknownNameError, match="A100-80GB"):
+        estimate_for_result(_result("lora", {}), "7B", "A100-80")
+    with pytest.raises(UnknownNameError, match="'70B'"):
+        estimate_for_result(_result("lora", {}), "70C", "A100-80GB")
+
+
+# ---- bad input -------------------------------------------------------------------------------------------
+
+
+def test_unknown_names_suggest_close_matches():
+    with pytest.raises(UnknownNameError, match="Did you mean 'A100-80GB'"):
+        resolve_device("A100-80G")
+    with pytest.raises(UnknownNameError, match="'13B'"):
+        resolve_arch("13C")
+    with pytest.raises(UnknownNameError, match="Did you mean 'lora'"):
+        estimate(resolve_arch("7B"), "lorra", resolve_device("A100-80GB"))
+    with pytest.raises(SpecError, match=r"targets.*'q_prj'.*'q_proj'"):
+        estimate(resolve_arch("7B"), "lora", resolve_device("A100-80GB"), options={"targets": ["q_prj"]})
+
+
+def test_impossible_settings_name_the_setting():
+    arch, gpu = resolve_arch("smollm2-135m"), resolve_device("A100-80GB")
+    with pytest.raises(SpecError, match="--batch"):
+        estimate(arch, "lora", gpu, Setting(batch=0))
+    with pytest.raises(SpecError, match=r"r: the rank 1024 is larger than the hidden size 576"):
+        estimate(arch, "lora", gpu, options={"r": 1024})
+    with pytest.raises(SpecError, match=r"k: smollm2-135m has 30 blocks"):
+        estimate(arch, "partial", gpu, options={"k": 31})
+    with pytest.raises(SpecError, match="--seq-len"):
+        estimate(arch, "full", gpu, Setting(seq_len=0))
+    with pytest.raises(SpecError, match=r"--precision.*Did you mean 'bf16'"):
+        estimate(arch, "full", gpu, Setting(precision="bf61"))
+    with pytest.raises(SpecError, match="unknown key 'rank'"):
+        estimate(arch, "lora", gpu, options={"rank": 8})
+    with pytest.raises(SpecError, match="memory '80'"):
+        resolve_device("custom:80:312TFLOPS")
+
+
+# ---- the command -----------------------------------------------------------------------------------------
+
+
+def test_cli_estimate_table_and_json(capsys):
+    from tunebench.cli.main import main
+
+    code = main(["estimate", "--model", "7B", "--method", "lora,qlora,full", "--device", "A100-80GB",
+                 "--tokens", "1B", "--opt", "r=8"])  # fmt: skip
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "peak memory" in text and "qlora" in text and "A100-80GB" in text
+    code = main(["estimate", "--model", "70B", "--method", "qlora", "--batch", "1", "--json"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    (e,) = data["estimates"]
+    assert e["method"] == "qlora" and e["fits_ckpt"] is True and e["options"]["r"] == 16
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--device", "A100-80G"], "Did you mean 'A100-80GB'"),
+        (["--batch", "0"], "--batch"),
+        (["--opt", "r=5000"], "larger than the hidden size"),
+        (["--opt", "rank=8"], "--opt rank"),
+        (["--tokens", "lots"], "--tokens"),
+    ],
+)
+def test_cli_bad_input_is_one_clear_line(capsys, argv, message):
+    from tunebench.cli.main import main
+
+    assert main(["estimate", "--model", "7B", "--method", "lora", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_errors_are_tunebench_errors():
+    assert issubclass(UnknownNameError, TunebenchError) and issubclass(SpecError, TunebenchError)

@@ -1,0 +1,114 @@
+"""The HTML report: self-contained, and rendered by headless Chromium without errors, showing the
+leaderboard and the charts. Skips (saying why) where Chromium is not installed; CI installs it with
+`apt-get install -y chromium`."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from test_report import ladder, make_run
+
+from tunebench.report import build_report
+from tunebench.report.html import render
+from tunebench.report.recommend import parse_constraints
+
+
+def two_model_runs():
+    """The ladder on a small model plus a bigger model, so the model-size chart appears too."""
+    big = [
+        make_run("zero-shot", 12, model="big", total=10_000_000, latency=90.0),
+        make_run("lora", 36, model="big", trainable=40_000, total=10_000_000, steps=20, peak_mb=3000, merged=70.0),
+        make_run("full", 37, model="big", trainable=10_000_000, total=10_000_000, steps=20, peak_mb=9000),
+    ]  # fmt: skip
+    return ladder() + big
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory) -> Path:
+    data = build_report(two_model_runs(), parse_constraints(max_memory="8GB"))
+    path = tmp_path_factory.mktemp("html") / "report.html"
+    path.write_text(render(data), encoding="utf-8")
+    return path
+
+
+def test_page_is_self_contained(page):
+    html = page.read_text()
+    assert not re.search(r"<(link|img|iframe)\b|\bsrc=|@import|url\(", html)
+    assert not re.search(r'href="(?!#)', html)  # only in-page anchors
+    assert html.count("<svg") == 4 + 1 + 2  # four Pareto charts, quality by model size, two learning curves
+
+
+def test_page_shows_what_the_data_says(page):
+    html = page.read_text()
+    assert re.search(r"Recommended: <span[^>]*></span>big · lora</div>", html)  # big · full needs 8.8 GB
+    assert "Ruled out: big · full (needs 8.8 GB peak memory (--max-memory 8GB))" in html
+    assert "TrainingError: the loss became nan" in html  # the failed run, with its reason
+    assert "Quality by model size" in html
+    assert "every trained method saw 20 optimizer steps" in html
+
+
+def test_model_text_is_escaped(tmp_path):
+    run = make_run("lora", 2, steps=4, answers=["<script>alert(1)</script>"] + ["x"] * 39)
+    other = make_run("zero-shot", 1)
+    html = render(build_report([run, other]))
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+CHROMIUM_FLAGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run", "--hide-scrollbars", "--enable-logging=stderr", "--v=0",
+    "--host-resolver-rules=MAP * ~NOTFOUND",  # offline, as the page must work (fetches are caught statically)
+]  # fmt: skip
+
+
+def _run_chromium(page: Path, tmp_path: Path, *extra: str) -> subprocess.CompletedProcess:
+    binary = _chromium()
+    if binary is None:
+        pytest.skip(
+            "chromium is not installed (apt-get install -y chromium); the HTML report is not rendered"
+        )
+    args = [binary, *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *extra, page.as_uri()]
+    return subprocess.run(args, capture_output=True, text=True, timeout=120)
+
+
+def test_chromium_renders_the_page_without_errors(page, tmp_path):
+    done = _run_chromium(page, tmp_path, "--virtual-time-budget=3000", "--dump-dom")
+    console = [line for line in done.stderr.splitlines() if ":CONSOLE" in line]
+    assert not console, "\n".join(console)  # the page logs nothing: no script error, no failed request
+    dom = done.stdout
+    assert 'data-ready="1"' in dom  # the inline script ran to its end
+    assert re.search(r'<h2 id="leaderboard">Leaderboard</h2>', dom)
+    assert dom.count("<tr") >= 8 and "big · lora" in dom
+    assert dom.count('class="chart"') == 7 and dom.count("<circle") >= 8
+    assert re.search(r'<span id="err-count">\d+</span>', dom)
+
+
+def test_chromium_screenshot(page, tmp_path):
+    shot = tmp_path / "report.png"
+    done = _run_chromium(page, tmp_path, "--window-size=1280,2400", f"--screenshot={shot}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert shot.exists() and shot.stat().st_size > 50_000  # a blank page compresses to a few kB
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "runs",
+    [
+        [make_run("lora", [], status="failed", error="OOM")],  # nothing finished
+        [make_run("zero-shot", 3)],  # one method: no front to speak of, no curves, nothing to compare
+    ],
+    ids=["all-failed", "single-method"],
+)
+def test_degenerate_folders_still_render(runs):
+    html = render(build_report(runs))
+    assert '<h2 id="leaderboard">' in html and "data-ready" in html
+    if not runs[0].ok:
+        assert "No recommendation" in html and "OOM" in html

@@ -1,0 +1,267 @@
+"""Learning-rate selection on the dev split, and the serving measurements (latency, merge, drift), first as
+pure functions, then end to end on the tiny random Llama."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from tunebench.cli.main import main
+from tunebench.config import Budget, parse_spec
+from tunebench.errors import SpecError
+from tunebench.runs import measure
+from tunebench.runs.selection import Candidate, choose, final_loss, rung_fractions, scaled_budget, select_lr
+
+
+def test_rungs_of_grid_and_successive_halving():
+    assert rung_fractions(4, "grid") == [1.0]
+    assert rung_fractions(4, "halving") == [0.25, 0.5]  # 4 × 1/4 + 2 × 1/2 = 2 budgets, then the final run
+    assert rung_fractions(3, "halving") == [0.25, 0.5]
+    assert rung_fractions(8, "halving") == [0.125, 0.25, 0.5]
+    assert rung_fractions(1, "halving") == [1.0]
+
+
+def test_scaled_budget_shortens_steps_or_epochs_and_drops_the_grid():
+    budget = Budget(steps=80, lr_grid=[1e-4, 1e-3])
+    b = scaled_budget(budget, 1e-3, 0.25)
+    assert (b.lr, b.steps, b.lr_grid) == (1e-3, 20, [])
+    assert scaled_budget(Budget(steps=3), 1e-3, 0.125).steps == 1  # never zero steps
+    assert scaled_budget(Budget(epochs=2.0), 1e-3, 0.5).epochs == 1.0
+    assert scaled_budget(budget, 5e-4, 1.0).steps == 80
+
+
+def test_choose_prefers_dev_score_then_lower_loss_then_smaller_rate():
+    cands = [
+        Candidate(lr=1e-2, steps=4, dev_score=0.5, final_loss=0.9),
+        Candidate(lr=1e-3, steps=4, dev_score=0.5, final_loss=0.4),
+        Candidate(lr=1e-4, steps=4, dev_score=0.5, final_loss=0.4),
+        Candidate(lr=1e-1, steps=4, status="failed", error="nan"),
+        Candidate(lr=1e-5, steps=4, dev_score=0.2, final_loss=0.1),
+    ]
+    assert choose(cands).lr == 1e-4
+    assert choose([Candidate(lr=1.0, steps=1, status="failed")]) is None
+    assert final_loss([5.0] * 18 + [1.0, 3.0]) == 2.0 and final_loss([]) is None
+
+
+def fake_evaluate(calls: list):
+    """A dev score that peaks at lr 1e-3 and grows with steps; lr 1e-1 diverges."""
+
+    def evaluate(budget: Budget, rung: int) -> Candidate:
+        calls.append((budget.lr, budget.steps, rung))
+        if budget.lr >= 1e-1:
+            return Candidate(lr=budget.lr, steps=budget.steps, rung=rung, status="failed", error="nan loss")
+        distance = abs(round(math.log10(budget.lr)) + 3)
+        score = max(0.0, 0.8 - 0.2 * distance) * budget.steps / 80
+        return Candidate(budget.lr, budget.steps, rung, metric="exact_match", dev_score=score, final_loss=1.0)
+
+    return evaluate
+
+
+def test_grid_trains_every_candidate_with_the_whole_budget():
+    calls: list = []
+    budget = Budget(steps=80, lr_grid=[1e-4, 1e-3, 1e-2, 1e-1])
+    sel = select_lr(budget, fake_evaluate(calls), seed=3)
+    assert sel["chosen_lr"] == 1e-3 and sel["metric"] == "exact_match" and sel["seed"] == 3
+    assert calls == [(lr, 80, 0) for lr in budget.lr_grid]
+    assert sel["split"] == "dev" and len(sel["candidates"]) == 4
+
+
+def test_halving_keeps_the_better_half_with_twice_the_steps():
+    calls: list = []
+    budget = Budget(steps=80, lr_grid=[1e-4, 1e-3, 1e-2, 1e-1], lr_search="halving")
+    sel = select_lr(budget, fake_evaluate(calls), seed=0)
+    assert calls[:4] == [(lr, 20, 0) for lr in budget.lr_grid]
+    assert sorted(calls[4:]) == [
+        (1e-4, 40, 1),
+        (1e-3, 40, 1),
+    ]  # 1e-2 ties 1e-4 on score; the smaller rate wins
+    assert sel["chosen_lr"] == 1e-3
+    assert sum(steps for _, steps, _ in calls) == 160  # two budgets' worth, against four for the grid
+
+
+def test_every_candidate_failing_gives_no_choice():
+    sel = select_lr(Budget(lr_grid=[0.5, 1.0]), fake_evaluate([]), seed=0)
+    assert sel["chosen_lr"] is None and all(c["status"] == "failed" for c in sel["candidates"])
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ({"lr_grid": [1e-3, -1e-4]}, "budget.lr_grid[1]: a learning rate must be positive"),
+        ({"lr_grid": [1e-3, 1e-3]}, "budget.lr_grid: a learning rate is listed twice"),
+        ({"lr_search": "bayes"}, "budget.lr_search: expected grid or halving, got 'bayes'"),
+        ({"dev_every": -1}, "budget.dev_every: must be 0 (off) or more"),
+        ({"lr_grid": "1e-3,abc"}, "budget.lr_grid[1]: expected a number, got 'abc'"),
+    ],
+)
+def test_selection_settings_are_validated(budget, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec({"models": ["tiny-llama"], "methods": ["lora"], "budget": budget}, source="spec.yaml")
+
+
+def test_a_method_entry_can_declare_its_own_grid():
+    spec = parse_spec(
+        {"models": ["tiny-llama"], "methods": ["zero-shot", {"name": "lora", "lr_grid": "1e-4,1e-3"}, "full"]}
+    )
+    grids = {m.name: m.budget.lr_grid for m in spec.methods}
+    assert grids == {"zero-shot": [], "lora": [1e-4, 1e-3], "full": []}
+
+
+# -- end to end on the tiny model --------------------------------------------------------------------
+
+TINY = [
+    "--model", "tiny-llama", "--task-opt", "train_size=48", "--task-opt", "dev_size=4", "--task-opt", "test_size=6",
+    "--task-opt", "digits=2", "--steps", "4", "--budget", "batch_size=8", "--budget", "eval_batch_size=6",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def selected(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs")
+    args = ["compare", *TINY, "--methods", "zero-shot,lora,full", "--budget", "lr_grid=1e-4,3e-2",
+            "--budget", "dev_every=2", "--out", str(out), "--name", "sel"]  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            measure, "LATENCY_EXAMPLES", 1
+        )  # an untrained model's answers run to the token limit: slow
+        code = main(args)
+    return out / "sel", code, args
+
+
+def _result(exp, method):
+    return json.loads((exp / f"tiny-llama--{method}--s0" / "result.json").read_text())
+
+
+def test_selection_is_recorded_and_the_final_run_uses_the_chosen_rate(selected):
+    exp, code, _ = selected
+    assert code == 0
+    for method in ("lora", "full"):
+        r = _result(exp, method)
+        sel = r["selection"]
+        assert sel["search"] == "grid" and sel["split"] == "dev" and sel["grid"] == [1e-4, 3e-2]
+        assert [c["lr"] for c in sel["candidates"]] == [1e-4, 3e-2]
+        assert all(
+            c["status"] == "ok" and c["steps"] == 4 and 0 <= c["dev_score"] <= 1 for c in sel["candidates"]
+        )
+        assert r["config"]["budget"]["lr"] == sel["chosen_lr"] in (1e-4, 3e-2)
+    zero = _result(exp, "zero-shot")
+    assert zero["selection"] is None and "lr_grid" not in zero["config"]["budget"]  # prompting: no search
+    assert len(list((exp / "selection" / "tiny-llama--lora").glob("*.json"))) == 2
+
+
+def test_dev_curve_is_recorded_and_its_time_left_out_of_training(selected):
+    exp, _, _ = selected
+    train = _result(exp, "lora")["train"]
+    assert [step for step, _ in train["dev_curve"]] == [2, 4]
+    assert train["dev_eval_seconds"] > 0
+    assert train["tokens_per_s"] == pytest.approx(train["tokens"] / train["seconds"])
+
+
+def test_latency_merge_and_drift(selected):
+    exp, _, _ = selected
+    lora, full, zero = (_result(exp, m) for m in ("lora", "full", "zero-shot"))
+    for r in (lora, full, zero):
+        latency = r["latency"]
+        assert latency["ms_per_example"] > 0 and latency["batch_size"] == 1 and latency["n"] == 1
+    assert lora["latency"]["merged_ms_per_example"] > 0  # LoRA folds into the base
+    assert full["latency"]["merged_ms_per_example"] is None  # nothing to merge
+    assert zero["latency"]["merged_ms_per_example"] is None
+    # Prompting leaves the model as it is; four steps of full fine-tuning at lr 1e-4 or 3e-2 move it.
+    assert zero["drift"]["nll_increase"] == pytest.approx(0.0, abs=1e-6)
+    assert abs(full["drift"]["nll_increase"]) > 1e-4
+    assert full["drift"]["base_nll"] == zero["drift"]["base_nll"] == lora["drift"]["base_nll"]
+    reference = json.loads(Path(lora["drift"]["reference"]).read_text())
+    assert len(reference["texts"]) == lora["drift"]["texts"] == 8
+    assert not (exp / "drift").exists()  # the reference lives in the model cache, shared by experiments
+
+
+def test_a_second_compare_reuses_selection_and_runs(selected, capsys):
+    exp, _, args = selected
+    stamps = {p: p.stat().st_mtime_ns for p in exp.rglob("*.json")}
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert err.count("finished earlier") == 3 + 4  # three runs, four candidates
+    assert {p: p.stat().st_mtime_ns for p in exp.rglob("*.json") if p in stamps} == stamps
+
+
+def test_selection_never_sees_the_test_split(tmp_path, monkeypatch):
+    """Every input the method is asked about during selection comes from dev (or train), never from test."""
+    from tunebench.methods import METHODS
+    from tunebench.models import resolve_model
+    from tunebench.runs import runner
+    from tunebench.runs.progress import RunProgress
+    from tunebench.tasks import build_task
+
+    spec = parse_spec(
+        {"models": ["tiny-llama"], "methods": [{"name": "lora", "lr_grid": [1e-3, 1e-2], "dev_every": 2}],
+         "task": {"name": "arithmetic", "digits": 2, "train_size": 32, "dev_size": 4, "test_size": 6},
+         "budget": {"steps": 2, "batch_size": 8}, "out": str(tmp_path)}
+    )  # fmt: skip
+    task = build_task(spec.task.name, spec.task.options)
+    splits = task.splits()
+    asked: list[str] = []
+    lora = METHODS.get("lora")
+    original = lora.predict
+    monkeypatch.setattr(lora, "predict", lambda self, ctx, xs: asked.extend(xs) or original(self, ctx, xs))
+    cell = runner.Cell(resolve_model("tiny-llama"), spec.methods[0], 0)
+    selection = runner._select(cell, spec, task, splits, tmp_path, force=False, progress=RunProgress())
+    assert selection["chosen_lr"] in (1e-3, 1e-2)
+    assert asked and set(asked) <= {e.input for e in splits.dev}
+    assert not set(asked) & {e.input for e in splits.test}
+
+
+def test_an_empty_dev_split_is_refused_when_selection_needs_it():
+    from tunebench.runs.runner import _check_dev_split
+    from tunebench.tasks.base import Example, Splits
+
+    spec = parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot", {"name": "lora", "lr_grid": [1e-3]}]},
+                      source="exp.yaml")  # fmt: skip
+    no_dev = Splits(train=[Example("1+1", "2")], dev=[], test=[Example("2+2", "4")])
+    with pytest.raises(SpecError, match=r"exp.yaml: methods \(lora\).lr_grid needs a dev split"):
+        _check_dev_split(spec, no_dev)
+    _check_dev_split(parse_spec({"models": ["tiny-llama"], "methods": ["lora"]}), no_dev)  # no search: fine
+
+
+def test_the_budget_of_a_prompting_method_leaves_out_training_fields():
+    from tunebench.models import resolve_model
+    from tunebench.runs.runner import Cell, cell_config
+    from tunebench.tasks import build_task
+
+    spec = parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot", "lora"], "budget": {"steps": 3}})
+    task = build_task("arithmetic", {"train_size": 8, "dev_size": 2, "test_size": 2})
+    splits = task.splits()
+    model = resolve_model("tiny-llama")
+    zero = cell_config(Cell(model, spec.methods[0], 0), spec, task, splits)
+    lora = cell_config(Cell(model, spec.methods[1], 0), spec, task, splits)
+    assert set(zero["budget"]) == {"max_length", "precision", "eval_batch_size"}
+    assert set(lora["budget"]) == {f.name for f in dataclasses.fields(Budget)}
+
+
+def test_latency_times_single_examples_within_a_time_budget(monkeypatch):
+    import time
+    from types import SimpleNamespace
+
+    calls: list[tuple[int, list[str]]] = []
+
+    class Slow:
+        def predict(self, ctx, inputs):
+            calls.append((ctx.budget.eval_batch_size, inputs))
+            time.sleep(0.03)
+            return ["x"] * len(inputs)
+
+    ctx = SimpleNamespace(budget=Budget(eval_batch_size=64), on_eval_batch=print)
+    monkeypatch.setattr(
+        measure.dataclasses, "replace", lambda obj, **kw: SimpleNamespace(**{**vars(obj), **kw})
+    )
+    ms, n = measure.latency(Slow(), ctx, [f"q{i}" for i in range(9)])
+    assert n == measure.LATENCY_EXAMPLES and 25 < ms < 200
+    assert all(size == 1 and len(xs) == 1 for size, xs in calls)  # one example at a time
+    monkeypatch.setattr(measure, "LATENCY_BUDGET_S", 0.05)
+    calls.clear()
+    assert measure.latency(Slow(), ctx, ["a", "b", "c", "d"])[1] == 2  # stops once the budget is spent
+    assert measure.latency(Slow(), ctx, []) == (None, 0)
