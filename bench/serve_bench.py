@@ -9,8 +9,10 @@ drives each with the same closed loop: `--clients` concurrent clients, client i 
 each sending its next request when the last one is answered, for `--seconds` (and at most
 `--max-requests` requests per client). Both runs use the official `openai` client, greedy decoding and
 the same prompts. Prints, per mode: requests, errors, generated tokens, tokens/s, p50/p99 latency and the
-mean batch size; then the ratio of the two throughputs, measured in the same run. Last, single-request
-latency of one adapter on the shared lane against the same adapter served `--merged`.
+mean rows per batch; then the ratio of the two throughputs, measured in the same run. Before that, in
+this process, the time of one decode step for 1, 4 and 16 rows: base model, one adapter, four adapters
+mixed by PEFT's `adapter_names`, and four mixed by the stacked path the server uses (serve/mixlora.py).
+Last, single-request latency of one adapter on the shared lane against the same adapter `--merged`.
 
 All traffic goes to 127.0.0.1; every loop is bounded in count and time; the servers are stopped at the end.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import socket
 import statistics
@@ -138,6 +142,12 @@ async def drive(
     }
 
 
+def health(url: str) -> dict:
+    """The server's /health: status and its batch counters."""
+    with urllib.request.urlopen(f"{url}/health", timeout=10) as r:
+        return json.loads(r.read())
+
+
 def warm(url: str, names: list[str]) -> None:
     """One request per name, so that first-call costs are not measured."""
     asyncio.run(drive(url, names, len(names), 120, 1, 4))
@@ -154,6 +164,59 @@ def make_adapters(model: str, folder: Path) -> dict[str, Path]:
     }
 
 
+def step_times(model_name: str, adapters: dict[str, Path], batches: list[int], tokens: int = 16) -> None:
+    """ms per decode step through `generate`, in this process: the base model, one adapter (PEFT), four
+    adapters mixed by PEFT's `adapter_names`, and four mixed by the stacked path (serve/mixlora.py)."""
+    import torch
+    from peft import PeftModel
+
+    from tunebench.models import resolve_model
+    from tunebench.serve.lanes import Loader
+    from tunebench.serve.mixlora import StackedLora
+
+    loader = Loader(torch.device("cpu"))
+    base = loader.model(resolve_model(model_name).path)
+    names = list(adapters)
+    peft = PeftModel.from_pretrained(base, str(adapters[names[0]]), adapter_name=names[0])
+    for name in names[1:]:
+        peft.load_adapter(str(adapters[name]), adapter_name=name)
+    peft.eval()
+    stacked = StackedLora(peft)
+    stacked.update(set(names))
+
+    def per_step(b: int, how: str) -> float:
+        ids = torch.randint(100, 1000, (b, 12), generator=torch.Generator().manual_seed(b))
+        rows = [names[i % len(names)] for i in range(b)]
+        extra, ctx = {}, contextlib.nullcontext()
+        if how == "base":
+            ctx = peft.disable_adapter()
+        elif how == "one adapter":
+            peft.set_adapter(names[0])
+        elif how == "PEFT mixed":
+            extra = {"adapter_names": rows}
+        else:
+            ctx = stacked.active(rows)
+        with torch.inference_mode(), ctx:
+            start = time.perf_counter()
+            peft.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=tokens,
+                min_new_tokens=tokens,
+                do_sample=False,
+                pad_token_id=0,
+                **extra,
+            )
+        return (time.perf_counter() - start) / tokens * 1000
+
+    hows = ["base", "one adapter", "PEFT mixed", "stacked mixed"]
+    for b in batches:
+        per_step(b, "base")  # warm-up
+    print(f"ms per decode step (generate, {tokens} tokens, 12-token prompts), rows: {batches}")
+    for how in hows:
+        print(f"  {how:<14} " + "  ".join(f"{per_step(b, how):>6.0f}" for b in batches))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
@@ -164,6 +227,8 @@ def main() -> None:
     parser.add_argument(
         "--latency-requests", type=int, default=10, help="sequential requests for the merged check"
     )
+    parser.add_argument("--batch-wait-ms", type=float, default=10.0, help="the servers' --batch-wait-ms")
+    parser.add_argument("--skip-steps", action="store_true", help="skip the in-process step timings")
     args = parser.parse_args()
     if not (1 <= args.clients <= 64 and 0 < args.seconds <= 600):
         parser.error("--clients must be 1..64 and --seconds 0..600")
@@ -181,20 +246,35 @@ def main() -> None:
     )
     with tempfile.TemporaryDirectory(prefix="serve-bench-") as tmp:
         adapters = make_adapters(args.model, Path(tmp))
-        flags = ["--model", args.model, "--max-batch-size", "64", "--max-concurrent", "128"]
+        if not args.skip_steps:
+            step_times(args.model, adapters, [1, 4, 16])
+        flags = [
+            "--model",
+            args.model,
+            "--max-batch-size",
+            "64",
+            "--max-concurrent",
+            "128",
+            "--batch-wait-ms",
+            str(args.batch_wait_ms),
+        ]
         flags += [f for name, path in adapters.items() for f in ("--adapter", f"{name}={path}")]
         names = list(adapters)
         results = {}
         for mode in ("mixed", "per-adapter"):
             with Server([*flags, "--batching", mode]) as server:
                 warm(server.url, names)
+                before = health(server.url)
                 results[mode] = asyncio.run(
                     drive(server.url, names, args.clients, args.seconds, args.max_requests, args.max_tokens)
                 )
+                after = health(server.url)
             r = results[mode]
+            rows = (after["rows"] - before["rows"]) / max(1, after["batches"] - before["batches"])
             print(
                 f"{mode:<12} requests {r['requests']:>5}  errors {r['errors']}  tokens {r['tokens']:>6}  "
-                f"{r['tokens_per_s']:>7.1f} tokens/s  p50 {r['p50']:.2f} s  p99 {r['p99']:.2f} s"
+                f"{r['tokens_per_s']:>7.1f} tokens/s  p50 {r['p50']:.2f} s  p99 {r['p99']:.2f} s  "
+                f"rows/batch {rows:.1f}"
             )
         ratio = results["mixed"]["tokens_per_s"] / results["per-adapter"]["tokens_per_s"]
         print(f"mixed / per-adapter throughput: {ratio:.2f}x")

@@ -434,6 +434,40 @@ def test_a_run_store_is_served_by_run_name_and_skips_say_why(tiny_llama, tmp_pat
         built.engine.stop()
 
 
+def test_stacked_lora_computes_what_peft_mixed_batches_do(tiny_llama, tmp_path):
+    """The server's mixed-batch path (serve/mixlora.py) against PEFT's adapter_names, logit for logit:
+    adapters of different ranks on different layers, and base-model rows, in one batch."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tunebench.serve.mixlora import StackedLora, is_plain
+
+    a = random_lora(tiny_llama.path, tmp_path / "a", seed=1, r=4, scale=0.3)
+    b = random_lora(
+        tiny_llama.path, tmp_path / "b", seed=2, r=8, scale=0.3, target_modules=["q_proj", "v_proj"]
+    )
+    dora = random_lora(tiny_llama.path, tmp_path / "d", seed=3, use_dora=True)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama.path, dtype=torch.float32)
+    peft = PeftModel.from_pretrained(base, str(a), adapter_name="a")
+    peft.load_adapter(str(b), adapter_name="b")
+    peft.load_adapter(str(dora), adapter_name="d")
+    peft.eval()
+    assert is_plain(peft, "a") and is_plain(peft, "b") and not is_plain(peft, "d")
+    rows = ["a", "b", None, "a", "b"]
+    ids = torch.randint(3, 300, (len(rows), 7), generator=torch.Generator().manual_seed(0))
+    stacked = StackedLora(peft)
+    stacked.update({"a", "b"})
+    assert stacked.covers(rows) and not stacked.covers(["a", "d"])
+    with torch.inference_mode():
+        expected = peft(input_ids=ids, adapter_names=[r or "__base__" for r in rows]).logits
+        with stacked.active(rows):
+            got = peft(input_ids=ids).logits
+        again = peft(input_ids=ids, adapter_names=[r or "__base__" for r in rows]).logits
+    assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+    assert (got[0] - got[2]).abs().max() > 1e-3  # the adapters do change the rows they serve
+    assert torch.equal(again, expected)  # nothing is left behind (hooks, disabled layers)
+
+
 def test_stop_holdback_helpers():
     from tunebench.serve.decode import _find_stop, _held_back
 

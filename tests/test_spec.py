@@ -355,3 +355,8 @@ def test_coerce_numbers():
     assert coerce(3.0, int, "w") == 3
     assert coerce("12", int, "w") == 12
     assert coerce(5, str, "w") == "5"
+
+
+def test_a_model_listed_twice_is_rejected():
+    with pytest.raises(SpecError, match="models: tiny-llama listed twice"):
+        parse_spec({"models": ["tiny-llama", "tiny-llama"], "methods": ["zero-shot"]}, source="exp.yaml")

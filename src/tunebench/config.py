@@ -154,6 +154,8 @@ def parse_spec(data: dict[str, Any], source: str = "<flags>") -> ExperimentSpec:
     require("models" in data and data["models"], f"{source}: models", "name at least one model")
     require("methods" in data and data["methods"], f"{source}: methods", "name at least one method")
     models = _str_list(data["models"], f"{source}: models")
+    twice = sorted({m for m in models if models.count(m) > 1})
+    require(not twice, f"{source}: models", f"{', '.join(twice)} listed twice")
     budget = build(Budget, data.get("budget"), f"{source}: budget")
     task = parse_task(data.get("task", "arithmetic"), f"{source}: task")
     methods = [

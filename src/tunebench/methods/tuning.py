@@ -133,8 +133,11 @@ class ModelMethod(Method):
         if not isinstance(self.head, GenerativeHead):
             return None
         self.model.eval()
-        self.tokenizer.padding_side = "right"
-        enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(ctx.device)
+        side, self.tokenizer.padding_side = self.tokenizer.padding_side, "right"
+        try:
+            enc = self.tokenizer(texts, return_tensors="pt", padding=True).to(ctx.device)
+        finally:
+            self.tokenizer.padding_side = side
         labels = enc["input_ids"].masked_fill(enc["attention_mask"] == 0, -100)
         with autocast(ctx.device, ctx.bf16):
             return float(self.model(**enc, labels=labels).loss)

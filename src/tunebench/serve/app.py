@@ -36,7 +36,7 @@ def create_app(engine: Engine, catalog: Catalog, limits: Limits, api_key: str | 
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
-        return {"status": "ok", "models": len(engine.routes)}
+        return {"status": "ok", "models": len(engine.routes), **engine.stats}
 
     @app.get("/v1/models")
     async def models() -> dict[str, Any]:
