@@ -93,7 +93,11 @@ def part1(args: argparse.Namespace, out: str) -> None:
 
 
 def part2(args: argparse.Namespace, out: str) -> None:
+    import peft  # noqa: F401  - libraries imported before any baseline is read, so both methods pay them alike
     import psutil
+    import transformers  # noqa: F401
+
+    import tunebench.runs.runner  # noqa: F401
 
     task = {"name": "arithmetic", "digits": 3, "train_size": 256, "dev_size": 8, "test_size": 16}
     rows = []

@@ -279,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--mfu", type=float, default=0.4, help="share of the peak throughput achieved (default 0.4)"
     )
     p.add_argument(
-        "--opt", action="append", metavar="KEY=VALUE", help="method option, e.g. r=8, targets=q,v, k=4"
+        "--opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="method option, e.g. r=8, target_modules=q,v, blocks=4",
     )
     p.add_argument("--json", action="store_true", help="print the estimates as JSON")
     p.set_defaults(func=cmd_estimate)
@@ -300,7 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import logging
     import warnings
+
+    # bitsandbytes warns on every import that an optional CPU kernel package is absent; its own fallback works.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
     warnings.filterwarnings("ignore", category=UserWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
