@@ -1,13 +1,13 @@
 """Serving many adapters on one base model: mixed batches against one adapter per batch (swapping).
 
     flock /tmp/tunebench-cpu.lock python bench/serve_bench.py [--model smollm2-135m] [--clients 16]
-        [--seconds 60] [--max-tokens 32]
+        [--seconds 90] [--max-tokens 32]
 
 Makes 4 LoRA adapters (r=16 on every linear layer, random but fixed weights) for the model, then starts
 `tunebench serve` twice on a free loopback port — `--batching mixed` and `--batching per-adapter` — and
 drives each with the same closed loop: `--clients` concurrent clients, client i always asking adapter i % 4,
 each sending its next request when the last one is answered, for `--seconds` (and at most
-`--max-requests` requests per client). Both runs use the official `openai` client, greedy decoding and
+`--max-requests` requests per client), after one untimed warm-up round. Both runs use the official `openai` client, greedy decoding and
 the same prompts. Prints, per mode: requests, errors, generated tokens, tokens/s, p50/p99 latency and the
 mean rows per batch; then the ratio of the two throughputs, measured in the same run. Before that, in
 this process, the time of one decode step for 1, 4 and 16 rows: base model, one adapter, four adapters
@@ -148,9 +148,10 @@ def health(url: str) -> dict:
         return json.loads(r.read())
 
 
-def warm(url: str, names: list[str]) -> None:
-    """One request per name, so that first-call costs are not measured."""
-    asyncio.run(drive(url, names, len(names), 120, 1, 4))
+def warm(url: str, names: list[str], clients: int, max_tokens: int) -> None:
+    """One untimed round of every client, so that first-call costs (kernel set-up for new batch shapes)
+    are not measured."""
+    asyncio.run(drive(url, names, clients, 600, 1, max_tokens))
 
 
 def make_adapters(model: str, folder: Path) -> dict[str, Path]:
@@ -221,7 +222,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="smollm2-135m")
     parser.add_argument("--clients", type=int, default=16, help="concurrent clients (at most 64)")
-    parser.add_argument("--seconds", type=float, default=60, help="measured time per mode (at most 600)")
+    parser.add_argument("--seconds", type=float, default=90, help="measured time per mode (at most 600)")
     parser.add_argument("--max-requests", type=int, default=200, help="requests per client, at most")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument(
@@ -263,7 +264,7 @@ def main() -> None:
         results = {}
         for mode in ("mixed", "per-adapter"):
             with Server([*flags, "--batching", mode]) as server:
-                warm(server.url, names)
+                warm(server.url, names, args.clients, args.max_tokens)
                 before = health(server.url)
                 results[mode] = asyncio.run(
                     drive(server.url, names, args.clients, args.seconds, args.max_requests, args.max_tokens)
@@ -287,7 +288,7 @@ def latency(args, adapters: dict[str, Path]) -> None:
     flags = ["--model", args.model, "--adapter", f"{name}={path}"]
     for label, extra in (("shared lane", []), ("merged", ["--merged", name])):
         with Server([*flags, *extra]) as server:
-            warm(server.url, [name])
+            warm(server.url, [name], 1, args.max_tokens)
             r = asyncio.run(
                 drive(server.url, [name], 1, args.seconds, args.latency_requests, args.max_tokens)
             )

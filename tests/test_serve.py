@@ -312,6 +312,9 @@ def test_api_key_guards_everything_but_health(tiny_llama):
             openai.OpenAI(base_url=f"{srv.url}/v1", api_key="wrong", max_retries=0).models.list()
         good = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="s3cret", max_retries=0)
         assert [m.id for m in good.models.list().data] == ["tiny-llama"]
+        # Without max_tokens a chat answer may fill what the 512-token context leaves, not fail on it.
+        r = good.chat.completions.create(model="tiny-llama", messages=[{"role": "user", "content": "hi"}])
+        assert r.usage.prompt_tokens + r.usage.completion_tokens <= 512
 
 
 # -- loading and unloading at run time, merged mode ---------------------------------------------------------

@@ -13,7 +13,7 @@ Parameter counts follow the papers:
   Adapters (Houlsby et al., 2019): two bottlenecks per block, d → d/reduction → d, with biases.
   Prefix tuning (Li & Liang, 2021): a key and a value vector per virtual token and block.
   Prompt tuning (Lester et al., 2021): one embedding per virtual token.
-  Probe: a linear head on frozen features (C classes).
+  Probe: a linear head on frozen features (C classes), fitted apart (no backward pass through the model).
 """
 
 from __future__ import annotations
@@ -34,6 +34,9 @@ MODULE_ALIASES = {
 }  # fmt: skip
 
 
+ADAPTERS_PER_BLOCK = {"houlsby": 2, "pfeiffer": 1}
+
+
 @dataclass
 class NoOptions:
     """No options."""
@@ -43,12 +46,12 @@ class NoOptions:
 class LowRankOptions:
     r: int = 16
     """Rank of the update."""
-    targets: list[str] = field(default_factory=lambda: ["all-linear"])
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     """Adapted matrices: all-linear, or names such as q,v (q_proj, v_proj … also accepted)."""
 
     def check(self, where: str) -> None:
         require(self.r >= 1, f"{where} r", f"the rank must be at least 1, got {self.r}")
-        require(bool(self.targets), f"{where} targets", "name at least one module")
+        require(bool(self.target_modules), f"{where} target_modules", "name at least one module")
 
 
 @dataclass
@@ -65,23 +68,26 @@ class QLoraOptions(LowRankOptions):
 
 @dataclass
 class PartialOptions:
-    k: int = 2
-    """Trained blocks, counted from the top (the final norm and an untied head train with them)."""
+    blocks: int = 2
+    """Trained blocks, counted from the top."""
+    output_head: bool = True
+    """Train the output head too (with tied embeddings, that is the embedding matrix)."""
 
     def check(self, where: str) -> None:
-        require(self.k >= 1, f"{where} k", f"train at least one block, got {self.k}")
+        require(self.blocks >= 1, f"{where} blocks", f"train at least one block, got {self.blocks}")
 
 
 @dataclass
 class AdapterOptions:
+    placement: str = "houlsby"
+    """houlsby (after attention and after the MLP: two per block) or pfeiffer (after the MLP: one)."""
     reduction: int = 16
     """Bottleneck width = hidden size / reduction."""
-    per_layer: int = 2
-    """Adapters per block: 2 (Houlsby: after attention and after the MLP) or 1 (Pfeiffer)."""
 
     def check(self, where: str) -> None:
         require(self.reduction >= 1, f"{where} reduction", f"must be at least 1, got {self.reduction}")
-        require(self.per_layer in (1, 2), f"{where} per_layer", f"1 or 2, got {self.per_layer}")
+        require(self.placement in ADAPTERS_PER_BLOCK, f"{where} placement",
+                f"expected houlsby or pfeiffer, got {self.placement!r}")  # fmt: skip
 
 
 @dataclass
@@ -123,6 +129,9 @@ class MethodCost:
     """Blocks, from the top, through which gradients flow and whose activations are kept."""
     quantized_base: bool = False
     """The frozen block matrices are stored in 4-bit NF4."""
+    compute_bytes: int | None = None
+    """The method fixes the width of the frozen unquantized weights and of the activations whatever the
+    precision (QLoRA: NF4 storage, bf16 computation)."""
     extra_tokens: Callable[[Arch, Any], int] = _zero
     """Virtual tokens added to every sequence."""
     block_activations: Callable[[Arch, Any], int] = _zero
@@ -141,15 +150,15 @@ class MethodCost:
 def targeted(arch: Arch, o: LowRankOptions, where: str = "--opt") -> list[Linear]:
     """The block matrices a low-rank method adapts, per block."""
     mods = arch.linears()
-    if [t.lower() for t in o.targets] == ["all-linear"]:
+    if [t.lower() for t in o.target_modules] == ["all-linear"]:
         return mods
     names = [m.name for m in mods]
     chosen = []
-    for t in o.targets:
+    for t in o.target_modules:
         name = MODULE_ALIASES.get(t, t)
         if name not in names:
             raise SpecError(
-                f"{where} targets: no module {t!r} in {arch.name}.{did_you_mean(t, [*names, *MODULE_ALIASES])} "
+                f"{where} target_modules: no module {t!r} in {arch.name}.{did_you_mean(t, [*names, *MODULE_ALIASES])} "
                 f"Modules: {', '.join(names)} (or all-linear)"
             )
         chosen += [m for m in mods if m.name == name and m not in chosen]
@@ -165,12 +174,21 @@ def lora_activations(arch: Arch, o: LowRankOptions) -> int:
     return o.r * len(targeted(arch, o))
 
 
+def dora_activations(arch: Arch, o: LowRankOptions) -> int:
+    """LoRA's, plus per adapted matrix its base output and LoRA output (kept for the magnitude's gradient)
+    and a copy of its input: counted from the tensors PEFT 0.21's DoRA layer keeps alive after a forward."""
+    mods = targeted(arch, o)
+    return lora_activations(arch, o) + sum(2 * m.d_out + m.d_in for m in mods)
+
+
+def dora_transient(arch: Arch, o: LowRankOptions) -> int:
+    """PEFT forms B·A by passing an identity (d_in × d_in) through the adapter, then W + s·B·A and its norm:
+    an identity and three d_out × d_in buffers for the largest adapted matrix."""
+    return max(m.d_in * m.d_in + 3 * m.d_in * m.d_out for m in targeted(arch, o))
+
+
 def dora_params(arch: Arch, o: LowRankOptions) -> int:
     return lora_params(arch, o) + arch.layers * sum(m.d_out for m in targeted(arch, o))
-
-
-def largest_target(arch: Arch, o: LowRankOptions) -> int:
-    return max(m.d_in * m.d_out for m in targeted(arch, o))
 
 
 def check_rank(arch: Arch, o: LowRankOptions, where: str) -> None:
@@ -182,31 +200,42 @@ def check_rank(arch: Arch, o: LowRankOptions, where: str) -> None:
 
 
 def partial_trained(arch: Arch, o: PartialOptions) -> int:
-    return o.k * arch.layer_params() + arch.norm_params() + arch.head_params()
+    return o.blocks * arch.layer_params() + (arch.vocab * arch.hidden if o.output_head else 0)
+
+
+def partial_depth(arch: Arch, o: PartialOptions) -> int:
+    """Blocks that keep activations: the trained ones, or all of them when a tied output head trains, since
+    its matrix is also the input embedding and its gradient must come back through every block."""
+    return arch.layers if o.output_head and arch.tied_embeddings else o.blocks
+
+
+def tied_embedding_grad(arch: Arch, o: Any = None) -> int:
+    """A trained tied embedding gets two dense V × d gradients (the lookup's and the head's), then summed."""
+    return arch.vocab * arch.hidden if arch.tied_embeddings else 0
+
+
+def partial_transient(arch: Arch, o: PartialOptions) -> int:
+    return tied_embedding_grad(arch) if o.output_head else 0
 
 
 def check_partial(arch: Arch, o: PartialOptions, where: str) -> None:
-    require(
-        o.k <= arch.layers, f"{where} k", f"{arch.name} has {arch.layers} blocks, cannot train the last {o.k}"
-    )
+    require(o.blocks <= arch.layers, f"{where} blocks",
+            f"{arch.name} has {arch.layers} blocks, cannot train the last {o.blocks}")  # fmt: skip
 
 
 def adapter_params(arch: Arch, o: AdapterOptions) -> int:
-    m = arch.hidden // o.reduction
-    return arch.layers * o.per_layer * (2 * arch.hidden * m + m + arch.hidden)
+    m = max(1, arch.hidden // o.reduction)
+    return arch.layers * ADAPTERS_PER_BLOCK[o.placement] * (2 * arch.hidden * m + m + arch.hidden)
 
 
 def adapter_activations(arch: Arch, o: AdapterOptions) -> int:
     """Each adapter keeps its input, its bottleneck before and after the nonlinearity."""
-    return o.per_layer * (arch.hidden + 2 * (arch.hidden // o.reduction))
+    return ADAPTERS_PER_BLOCK[o.placement] * (arch.hidden + 2 * max(1, arch.hidden // o.reduction))
 
 
 def check_adapter(arch: Arch, o: AdapterOptions, where: str) -> None:
-    require(
-        o.reduction <= arch.hidden,
-        f"{where} reduction",
-        f"{o.reduction} leaves no bottleneck for the hidden size {arch.hidden} of {arch.name}",
-    )
+    require(o.reduction <= arch.hidden, f"{where} reduction",
+            f"{o.reduction} leaves no bottleneck for the hidden size {arch.hidden} of {arch.name}")  # fmt: skip
 
 
 def ia3_params(arch: Arch, o: Any) -> int:
@@ -240,19 +269,23 @@ METHOD_COSTS: dict[str, MethodCost] = {
                             generates=True, backprop_layers=_zero),
     "few-shot": MethodCost("inference only; set --seq-len to the prompt with its shots", trains=False,
                            generates=True, backprop_layers=_zero),
-    "probe": MethodCost("frozen features (inference) and a linear head", Options=ProbeOptions,
-                        added=probe_params, backprop_layers=_zero, artifact=probe_params),
-    "full": MethodCost("every weight trained", base_trained=lambda a, o: a.params, artifact=lambda a, o: a.params),
-    "partial": MethodCost("the last k blocks trained (with the final norm and an untied head)",
+    "logprob": MethodCost("inference only: one forward pass scoring each label's log-probability",
+                          trains=False, backprop_layers=_zero),
+    "probe": MethodCost("frozen features (inference) and a linear head fitted apart", Options=ProbeOptions,
+                        trains=False, added=probe_params, backprop_layers=_zero, artifact=probe_params),
+    "full": MethodCost("every weight trained", base_trained=lambda a, o: a.params, artifact=lambda a, o: a.params,
+                       transient=tied_embedding_grad),
+    "partial": MethodCost("the last k blocks and (by default) the output head trained",
                           Options=PartialOptions, base_trained=partial_trained,
-                          backprop_layers=lambda a, o: o.k, artifact=partial_trained, check=check_partial),
+                          backprop_layers=partial_depth, transient=partial_transient, artifact=partial_trained,
+                          check=check_partial),
     "lora": MethodCost("rank-r updates B·A beside frozen weights", Options=LowRankOptions, added=lora_params,
                        artifact=lora_params, block_activations=lora_activations, check=check_rank),
     "dora": MethodCost("LoRA plus a learned magnitude per output; forms W + BA in the forward",
                        Options=LowRankOptions, added=dora_params, artifact=dora_params,
-                       block_activations=lora_activations, transient=largest_target, check=check_rank),
+                       block_activations=dora_activations, transient=dora_transient, check=check_rank),
     "qlora": MethodCost("LoRA on a 4-bit NF4 base with double-quantized constants", Options=QLoraOptions,
-                        added=lora_params, artifact=lora_params, quantized_base=True,
+                        added=lora_params, artifact=lora_params, quantized_base=True, compute_bytes=2,
                         block_activations=lora_activations, transient=largest_matrix, check=check_rank),
     "ia3": MethodCost("learned rescaling vectors on keys, values and the MLP activation", added=ia3_params,
                       artifact=ia3_params, block_activations=ia3_activations),

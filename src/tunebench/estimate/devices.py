@@ -26,6 +26,9 @@ class Device:
     fp32_tflops: float | None
     overhead_gib: float = CUDA_OVERHEAD_GIB
     """Memory the runtime takes before any tensor (CUDA context; the process baseline on a CPU)."""
+    dynamic_slack: float = 1.0
+    """What the measured peak holds per byte of a step's live temporaries (activations, logits, buffers):
+    1.0 for torch's allocator counters on a GPU; above 1 where freed temporaries stay resident (glibc)."""
     note: str = ""
 
     def tflops(self, sixteen_bit: bool) -> float | None:

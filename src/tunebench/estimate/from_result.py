@@ -19,22 +19,15 @@ from tunebench.estimate.model import GIB, Estimate, Setting, estimate
 from tunebench.estimate.shapes import Arch, resolve_arch
 from tunebench.typed import build
 
-#: Option names a method records (its own Options) → the cost model's names for the same thing.
-OPTION_ALIASES = {"target_modules": "targets", "num_virtual_tokens": "virtual_tokens",
-                  "reduction_factor": "reduction", "last_k": "k", "blocks": "k", "layers": "k"}  # fmt: skip
-
 
 def cost_options(method: str, recorded: dict[str, Any]) -> Any:
-    """The cost model's options from a method's recorded options: same-named fields kept (through the
-    aliases above), the rest (learning rate, alpha, dropout …) do not change the cost and are dropped."""
+    """The cost model's options from a method's recorded options. The cost model names its options as the
+    methods do; the ones that do not change the cost (learning rate, alpha, dropout, head …) are dropped."""
     cost = method_cost(method)
     wanted = {f.name for f in dataclasses.fields(cost.Options)}
-    kept = {}
-    for key, value in recorded.items():
-        name = OPTION_ALIASES.get(key, key)
-        if name in wanted:
-            kept[name] = value
-    return build(cost.Options, kept, f"recorded options of {method}")
+    return build(
+        cost.Options, {k: v for k, v in recorded.items() if k in wanted}, f"recorded options of {method}"
+    )
 
 
 def run_setting(
@@ -47,6 +40,8 @@ def run_setting(
     examples = train.get("examples") or 0
     seq = round(train["tokens"] / examples) if examples else budget["max_length"]
     targets = max(1, round(train["target_tokens"] / examples)) if examples else None
+    if _full_forward(result["method"]):
+        targets = None  # the method's loss runs the model's own forward: logits at every position
     if precision is None:
         precision = "mixed" if train.get("bf16") else "fp32"
     return Setting(
@@ -78,7 +73,8 @@ def estimate_for_result(result: dict[str, Any], target_model: str, target_device
 
     Returns a plain dict (for the report): target_model, target_device, method, available; when available,
     params, trainable, trainable_pct, peak_gib, peak_ckpt_gib, fits, fits_ckpt, device_gib, artifact_mb,
-    flops_per_token, hours, hours_ckpt, tokens, memory_gib (component → GiB). A method without a cost model
+    flops_per_token, tokens, hours, hours_ckpt (None for a method that does not train), memory_gib
+    (component → GiB). A method without a cost model, or whose options are impossible at the target size,
     gives available False and the reason; an unknown target size or device raises with the close matches.
     """
     arch = resolve_arch(target_model, flag="--target-model")
@@ -98,16 +94,23 @@ def estimate_for_result(result: dict[str, Any], target_model: str, target_device
     except TunebenchError as err:  # the run's options are impossible at this size (rank above the width …)
         return {**out, "available": False, "reason": str(err)}
 
-    def hours(s):
-        return None if s is None else s / 3600
-
+    trained = e.trains and e.seconds is not None  # no training, no training time
     return {**out, "available": True, "params": e.params, "trainable": e.trainable,
             "trainable_pct": 100.0 * e.trainable / e.params, "peak_gib": e.peak / GIB,
             "peak_ckpt_gib": e.peak_ckpt / GIB, "fits": e.fits, "fits_ckpt": e.fits_ckpt,
             "device_gib": device.memory_gib, "artifact_mb": e.artifact_bytes / 1e6,
-            "flops_per_token": e.flops_per_token, "hours": hours(e.seconds), "hours_ckpt": hours(e.seconds_ckpt),
-            "tokens": setting.tokens, "memory_gib": {k: v / GIB for k, v in e.memory.items()}}  # fmt: skip
+            "flops_per_token": e.flops_per_token, "tokens": setting.tokens if trained else None,
+            "hours": e.seconds / 3600 if trained else None,
+            "hours_ckpt": e.seconds_ckpt / 3600 if trained else None,
+            "memory_gib": {k: v / GIB for k, v in e.memory.items()}}  # fmt: skip
 
 
 def _recorded_options(result: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in result["config"]["method"].items() if k != "name"}
+
+
+def _full_forward(method: str) -> bool:
+    """Whether the registered method declares that its loss needs the model's whole forward pass."""
+    from tunebench.methods import METHODS
+
+    return method in METHODS and bool(getattr(METHODS.get(method), "full_forward", False))

@@ -12,10 +12,13 @@ Memory (bytes) is the sum of what lives at once during a training step:
                  Hugging Face Llama block (measured with saved-tensor hooks, see `layer_elements`), or
                  with gradient checkpointing the block inputs plus one block recomputed;
   logits         the output projection's logits and cross-entropy buffers (B·T·V at 12 bytes a value);
+  allocator      freed temporaries the allocator keeps resident, as the device's measured multiple of a
+                 step's activations and logits (none on a GPU, whose allocator counters see live tensors);
   overhead       the runtime before any tensor (CUDA context; the Python process on a CPU).
 
-Summing is the usual upper bound (EleutherAI's "Transformer Math 101"; ZeRO, Rajbhandari et al., 2020):
-gradients and activations do not all peak at the same instant, so a measured peak is at or below it.
+Summing is the usual accounting (EleutherAI's "Transformer Math 101"; ZeRO, Rajbhandari et al., 2020) and
+an upper bound on the live tensors, since gradients and activations do not all peak at the same instant.
+calibrate.py measures how far the sum lands from tunebench's measured peaks.
 
 FLOPs per token follow Kaplan et al. (2020): 2 per weight in the forward pass plus attention's
 2·layers·context·d_attn; the backward pass costs 2 per weight for the activation gradients of every block
@@ -25,7 +28,7 @@ gradients travel through and 2 per trained weight for the weight gradients (6N f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from tunebench.errors import SpecError, did_you_mean
@@ -111,7 +114,8 @@ class Estimate:
     params: int
     trainable: int
     memory: dict[str, int]
-    """Component → bytes; `activations` without and `activations_ckpt` with gradient checkpointing."""
+    """Component → bytes; `activations` and `allocator` without, `activations_ckpt` and `allocator_ckpt` with
+    gradient checkpointing."""
     peak: int
     peak_ckpt: int
     device_bytes: int
@@ -178,6 +182,8 @@ def estimate(
     opts = options if isinstance(options, cost.Options) else method_options(method, options)
     cost.check(arch, opts, f"--opt ({method})")
     p = PRECISIONS[setting.precision]
+    if cost.compute_bytes:
+        p = replace(p, frozen=cost.compute_bytes, act=cost.compute_bytes)
     n_states, state_width = OPTIMIZERS[setting.optimizer]
     base_trained, added = cost.base_trained(arch, opts), cost.added(arch, opts)
     trainable = base_trained + added
@@ -186,8 +192,11 @@ def estimate(
     mem["optimizer"] = trainable * (p.master + n_states * (state_width or p.state)) if cost.trains else 0
     acts, acts_ckpt, logits = _activations(arch, cost, opts, setting, p, base_trained > 0)
     mem.update(activations=acts, activations_ckpt=acts_ckpt, logits=logits)
+    mem["allocator"] = int((device.dynamic_slack - 1) * (acts + logits))
+    mem["allocator_ckpt"] = int((device.dynamic_slack - 1) * (acts_ckpt + logits))
     mem["overhead"] = int(device.overhead_gib * GIB)
-    static = sum(v for k, v in mem.items() if k not in ("activations", "activations_ckpt"))
+    per_mode = ("activations", "activations_ckpt", "allocator", "allocator_ckpt")
+    static = sum(v for k, v in mem.items() if k not in per_mode)
     fpt, fpt_ckpt = _flops_per_token(arch, cost, opts, setting, base_trained, added)
     peak_tflops = device.tflops(p.sixteen_bit)
     throughput = peak_tflops * 1e12 * setting.mfu if peak_tflops else None
@@ -198,8 +207,8 @@ def estimate(
         params=arch.params + added,
         trainable=trainable,
         memory=mem,
-        peak=static + acts,
-        peak_ckpt=static + acts_ckpt,
+        peak=static + acts + mem["allocator"],
+        peak_ckpt=static + acts_ckpt + mem["allocator_ckpt"],
         device_bytes=int(device.memory_gib * GIB),
         artifact_bytes=cost.artifact(arch, opts) * (p.trained if cost.trains else 4),
         flops_per_token=fpt,

@@ -150,7 +150,6 @@ class _State:
         route = self.route(body.model)
         field = "max_completion_tokens" if body.max_completion_tokens is not None else "max_tokens"
         wanted = body.max_completion_tokens if body.max_completion_tokens is not None else body.max_tokens
-        sampling = body.sampling(wanted, self.limits.max_tokens, self.limits.max_tokens, field)
         tokenizer = route.lane.tokenizer
         if not getattr(tokenizer, "chat_template", None):
             raise ServeError(
@@ -166,6 +165,10 @@ class _State:
                 400, f"messages: the model's chat template refused them ({e})", param="messages"
             ) from None
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        # Without max_tokens, a chat answer may run to the server's limit or the end of the context.
+        room = (route.lane.context or len(ids) + self.limits.max_tokens) - len(ids)
+        default = max(1, min(self.limits.max_tokens, room))
+        sampling = body.sampling(wanted, default, self.limits.max_tokens, field)
         job = self._submit(route, [self._check_length(route, ids, sampling.max_tokens)], sampling)
         rid = wire.new_id("chatcmpl")
         if body.stream:

@@ -115,6 +115,7 @@ class Engine:
         self._active = 0
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._last_rows, self._last_seconds = 0, 0.0  # the last batch's size and time, for _collect
         self.stats = {"batches": 0, "rows": 0, "mixed_batches": 0}
 
     # -- the HTTP side -------------------------------------------------------------------------------
@@ -160,9 +161,19 @@ class Engine:
                 self._run(self._take(pending))
 
     def _collect(self, pending: deque[Job]) -> bool:
-        """Move queued items into `pending`; False once asked to stop. Waits for a first job when idle,
-        then up to `batch_wait` for more (a full batch does not wait)."""
-        deadline = time.monotonic() if pending else None
+        """Move queued items into `pending`; False once asked to stop.
+
+        Waits for a first job when idle, then for more: until `batch_wait` passes without one, or the
+        batch is full. While fewer rows wait than the last batch had, it keeps waiting (up to a cap of
+        5% of the last batch's time, at least 4 × `batch_wait`): the clients that batch just answered
+        are coming back, over tens of milliseconds rather than at once, and starting without them would
+        split a closed loop of clients into two halves that take turns at half the batch size.
+        """
+        cap = max(4 * self.batch_wait, 0.05 * self._last_seconds)
+        first = deadline = None
+        if pending:
+            first = time.monotonic()
+            deadline = self._deadline(pending, first, first, cap)
         while True:
             if deadline is None:
                 item = self._queue.get()
@@ -178,10 +189,17 @@ class Engine:
                 self._command(*item)
                 continue
             pending.append(item)
-            if deadline is None:
-                deadline = time.monotonic() + self.batch_wait
-            if sum(len(j.rows) for j in pending) >= self.max_batch_size:
-                deadline = time.monotonic()
+            now = time.monotonic()
+            first = first or now
+            deadline = self._deadline(pending, first, now, cap)
+
+    def _deadline(self, pending: deque[Job], first: float, now: float, cap: float) -> float:
+        rows = sum(len(j.rows) for j in pending)
+        if rows >= self.max_batch_size:
+            return now
+        if rows < self._last_rows:
+            return first + cap
+        return min(first + cap, now + self.batch_wait)
 
     def _command(self, fn: Callable[[], Any], future: Future) -> None:
         try:
@@ -228,6 +246,7 @@ class Engine:
             for job in jobs:
                 self._fail(job, f"generation failed: {type(e).__name__}: {e}", status=500)
             return
+        self._last_rows, self._last_seconds = len(rows), time.monotonic() - started
         self.stats["batches"] += 1
         self.stats["rows"] += len(rows)
         self.stats["mixed_batches"] += len({r.adapter for r in rows}) > 1
