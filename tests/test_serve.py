@@ -145,9 +145,9 @@ def test_every_kind_answers_as_the_artifact_does_directly(client, tiny_llama, ar
 
 
 def test_adapters_change_the_answers(client):
-    answers = {
-        name: complete(client, name, PROMPTS[0]) for name in ("tiny-llama", "a", "b", "prefix", "full")
-    }
+    # The prefix adapter is left out: on a random tiny model its greedy answer can coincide with the base's
+    # (seen on a fresh clone); its serving is checked against the adapter served alone in the test below.
+    answers = {name: complete(client, name, PROMPTS[0]) for name in ("tiny-llama", "a", "b", "full")}
     assert len(set(answers.values())) == len(answers), answers  # else a routing mistake would go unseen
 
 
