@@ -93,7 +93,9 @@ def test_unknown_method_suggests_the_close_match():
     message = error(UnknownNameError, methods=["lorra"])
     assert "unknown method 'lorra'" in message
     assert "Did you mean 'lora'" in message
-    assert "Known methods:" in message and all(m in message for m in ("few-shot", "full", "lora", "zero-shot"))
+    assert "Known methods:" in message and all(
+        m in message for m in ("few-shot", "full", "lora", "zero-shot")
+    )
 
 
 def test_unknown_task_suggests_the_close_match():

@@ -196,6 +196,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     setting = Setting(
         seq_len=args.seq_len,
         batch=args.batch,
+        grad_accum=args.grad_accum,
         tokens=parse_count(args.tokens, "--tokens"),
         precision=args.precision,
         optimizer=args.optimizer,
@@ -265,6 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="comma-separated methods (e.g. lora,qlora,full), or all")
     p.add_argument("--seq-len", type=int, default=512, help="tokens per sequence (default 512)")
     p.add_argument("--batch", type=int, default=8, help="sequences per micro-batch (default 8)")
+    p.add_argument("--grad-accum", type=int, default=1, help="micro-batches per optimizer step (default 1)")
     p.add_argument(
         "--device",
         default="A100-80GB",

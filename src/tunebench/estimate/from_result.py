@@ -1,7 +1,7 @@
 """Estimates derived from a run's result record (runs/record.py, schema 1): pure functions of the dict.
 
 Two uses. The report asks `estimate_for_result(result, "7B", "A100-80GB")` to say what each method of a
-comparison would cost at the size the user plans for. Calibration asks `estimate_run(result, baseline)`
+comparison would cost at the size the user plans for. Calibration asks `estimate_run(result, device)`
 for the estimate of the run as it ran here (same model, method options, batch, measured sequence
 length, precision) to set beside the measured peak.
 """
@@ -47,6 +47,7 @@ def run_setting(
     return Setting(
         seq_len=max(1, seq),
         batch=budget["batch_size"],
+        grad_accum=budget.get("grad_accum", 1),
         precision=precision,
         tokens=tokens or float(train.get("tokens") or 1e6),
         logit_positions=targets,

@@ -16,9 +16,11 @@ Memory (bytes) is the sum of what lives at once during a training step:
                  step's activations and logits (none on a GPU, whose allocator counters see live tensors);
   overhead       the runtime before any tensor (CUDA context; the Python process on a CPU).
 
-Summing is the usual accounting (EleutherAI's "Transformer Math 101"; ZeRO, Rajbhandari et al., 2020) and
-an upper bound on the live tensors, since gradients and activations do not all peak at the same instant.
-calibrate.py measures how far the sum lands from tunebench's measured peaks.
+The peak is the usual sum (EleutherAI's "Transformer Math 101"; ZeRO, Rajbhandari et al., 2020) with one
+refinement: gradients and a step's activations do not coexist in full, since the backward pass frees each
+block's activations as it creates that block's gradients (with gradients set to None between steps), so
+the step contributes the larger of the two; with gradient accumulation the gradients outlive the
+micro-batch and both count. calibrate.py measures how far this lands from tunebench's measured peaks.
 
 FLOPs per token follow Kaplan et al. (2020): 2 per weight in the forward pass plus attention's
 2·layers·context·d_attn; the backward pass costs 2 per weight for the activation gradients of every block
@@ -81,6 +83,8 @@ class Setting:
     """Tokens per sequence."""
     batch: int = 8
     """Sequences per micro-batch."""
+    grad_accum: int = 1
+    """Micro-batches per optimizer step; above 1, gradients live through the next micro-batch's activations."""
     tokens: float = 1e8
     """Training tokens, for the time estimate (tokens processed, for inference-only methods)."""
     precision: str = "mixed"
@@ -94,6 +98,7 @@ class Setting:
         pre = f"{where} " if where else ""
         require(self.seq_len >= 1, f"{pre}--seq-len", f"must be at least 1, got {self.seq_len}")
         require(self.batch >= 1, f"{pre}--batch", f"must be at least 1, got {self.batch}")
+        require(self.grad_accum >= 1, f"{pre}--grad-accum", f"must be at least 1, got {self.grad_accum}")
         require(self.tokens > 0, f"{pre}--tokens", f"must be positive, got {self.tokens}")
         require(0 < self.mfu <= 1, f"{pre}--mfu", f"a fraction in (0, 1], got {self.mfu}")
         for flag, value, table in (
@@ -184,19 +189,9 @@ def estimate(
     p = PRECISIONS[setting.precision]
     if cost.compute_bytes:
         p = replace(p, frozen=cost.compute_bytes, act=cost.compute_bytes)
-    n_states, state_width = OPTIMIZERS[setting.optimizer]
     base_trained, added = cost.base_trained(arch, opts), cost.added(arch, opts)
     trainable = base_trained + added
-    mem = _weights(arch, cost, opts, p, base_trained, added)
-    mem["gradients"] = trainable * p.grad if cost.trains else 0
-    mem["optimizer"] = trainable * (p.master + n_states * (state_width or p.state)) if cost.trains else 0
-    acts, acts_ckpt, logits = _activations(arch, cost, opts, setting, p, base_trained > 0)
-    mem.update(activations=acts, activations_ckpt=acts_ckpt, logits=logits)
-    mem["allocator"] = int((device.dynamic_slack - 1) * (acts + logits))
-    mem["allocator_ckpt"] = int((device.dynamic_slack - 1) * (acts_ckpt + logits))
-    mem["overhead"] = int(device.overhead_gib * GIB)
-    per_mode = ("activations", "activations_ckpt", "allocator", "allocator_ckpt")
-    static = sum(v for k, v in mem.items() if k not in per_mode)
+    mem = _memory(arch, cost, opts, setting, device, p, base_trained, added)
     fpt, fpt_ckpt = _flops_per_token(arch, cost, opts, setting, base_trained, added)
     peak_tflops = device.tflops(p.sixteen_bit)
     throughput = peak_tflops * 1e12 * setting.mfu if peak_tflops else None
@@ -207,8 +202,8 @@ def estimate(
         params=arch.params + added,
         trainable=trainable,
         memory=mem,
-        peak=static + acts + mem["allocator"],
-        peak_ckpt=static + acts_ckpt + mem["allocator_ckpt"],
+        peak=_peak(mem, setting.grad_accum, checkpointed=False),
+        peak_ckpt=_peak(mem, setting.grad_accum, checkpointed=True),
         device_bytes=int(device.memory_gib * GIB),
         artifact_bytes=cost.artifact(arch, opts) * (p.trained if cost.trains else 4),
         flops_per_token=fpt,
@@ -219,6 +214,44 @@ def estimate(
         setting=asdict(setting),
         options=asdict(opts),
     )
+
+
+def _memory(
+    arch: Arch,
+    cost: MethodCost,
+    opts: Any,
+    setting: Setting,
+    device: Device,
+    p: Precision,
+    base_trained: int,
+    added: int,
+) -> dict[str, int]:
+    """Every component in bytes (see the module docstring)."""
+    trainable = base_trained + added
+    n_states, state_width = OPTIMIZERS[setting.optimizer]
+    mem = _weights(arch, cost, opts, p, base_trained, added)
+    mem["gradients"] = trainable * p.grad if cost.trains else 0
+    mem["optimizer"] = trainable * (p.master + n_states * (state_width or p.state)) if cost.trains else 0
+    acts, acts_ckpt, logits = _activations(arch, cost, opts, setting, p, base_trained > 0)
+    mem.update(activations=acts, activations_ckpt=acts_ckpt, logits=logits)
+    mem["allocator"] = int((device.dynamic_slack - 1) * (acts + logits))
+    mem["allocator_ckpt"] = int((device.dynamic_slack - 1) * (acts_ckpt + logits))
+    mem["overhead"] = int(device.overhead_gib * GIB)
+    return mem
+
+
+_PER_STEP = ("gradients", "activations", "activations_ckpt", "logits", "allocator", "allocator_ckpt")
+
+
+def _peak(mem: dict[str, int], grad_accum: int, *, checkpointed: bool) -> int:
+    """Weights, optimizer states and overhead, plus the larger of the gradients and the step's activations,
+    logits and slack: backward frees activations as it creates gradients, unless gradients accumulate."""
+    static = sum(v for k, v in mem.items() if k not in _PER_STEP)
+    suffix = "_ckpt" if checkpointed else ""
+    dynamic = mem["activations" + suffix] + mem["logits"] + mem["allocator" + suffix]
+    if grad_accum > 1:
+        return static + mem["gradients"] + dynamic
+    return static + max(mem["gradients"], dynamic)
 
 
 def _weights(

@@ -65,9 +65,10 @@ def render(p: Plan) -> Table:
         title=f"Estimate · {a.name} ({human_count(a.params)} parameters; {a.source}) on {d.name} "
         f"({d.memory_gib:g} GiB, {peak})",
         title_justify="left",
-        caption=f"batch {s.batch} × {s.seq_len} tokens · {human_count(s.tokens)} tokens · {s.precision}: "
-        f"{PRECISIONS[s.precision].summary} · {s.optimizer} · MFU {s.mfu:g}. Memory sums what coexists in a "
-        "step (an upper bound); checkpointing keeps each block's input and recomputes one block.",
+        caption=f"batch {s.batch} × {s.seq_len} tokens, {s.grad_accum} per step · {human_count(s.tokens)} tokens · "
+        f"{s.precision}: {PRECISIONS[s.precision].summary} · {s.optimizer} · MFU {s.mfu:g}. Peak: weights, "
+        "optimizer states and overhead, plus the larger of the gradients and a step's activations and logits "
+        "(both when gradients accumulate); checkpointing keeps each block's input and recomputes one block.",
         caption_justify="left",
     )
     table.add_column("")
