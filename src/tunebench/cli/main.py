@@ -67,6 +67,12 @@ def _constraints(args: argparse.Namespace):
     )
 
 
+def _estimates(args: argparse.Namespace):
+    from tunebench.estimate.in_report import InReport
+
+    return InReport(args.target_model, args.target_device)
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from tunebench.config import parse_spec
     from tunebench.report import report_for_results
@@ -78,6 +84,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     data = spec_from_args(args)
     spec = parse_spec(data, source=str(args.spec or "default experiment"))
     constraints = _constraints(args)
+    estimates = _estimates(args)  # an unknown --target-model fails now, not after the runs
     console.print(
         f"[bold]tunebench compare[/bold] · experiment [cyan]{spec.name}[/cyan] · models "
         f"{', '.join(spec.models)} · methods {', '.join(m.name for m in spec.methods)} · "
@@ -85,7 +92,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     )
     results = run_experiment(spec, force=args.force)
     exp_dir = Path(spec.out) / spec.name
-    report = report_for_results(exp_dir, results, constraints)
+    report = report_for_results(exp_dir, results, constraints, estimates.columns())
+    estimates.add_sentence(report)
     out.print(render(report))
     out.print(f"Runs in {exp_dir}")
     out.print(f"Report: {write_report(report, exp_dir / 'report.html')}")
@@ -99,7 +107,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tunebench.report.terminal import render
     from tunebench.ui import out
 
-    report = make_report(args.runs_dir, _constraints(args))
+    estimates = _estimates(args)
+    report = make_report(args.runs_dir, _constraints(args), estimates.columns())
+    estimates.add_sentence(report)
     if args.format == "html" or args.out:
         path = write_report(report, args.out or Path(args.runs_dir) / "report.html", args.format)
         out.print(render(report))
@@ -220,6 +230,18 @@ def _constraint_flags(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--max-latency-ms", metavar="MS", help="latency per example (batch size 1), milliseconds")
     g.add_argument("--max-train-seconds", metavar="S", help="training time, e.g. 300 or 5min")
+    g = p.add_argument_group("cost at scale (the estimator: `tunebench estimate`)")
+    g.add_argument(
+        "--target-model",
+        metavar="SIZE_OR_NAME",
+        help="add each method's estimated peak memory at this size: 7B, 13B, 70B, a config.json, a model",
+    )
+    g.add_argument(
+        "--target-device",
+        default="A100-80GB",
+        metavar="DEVICE",
+        help="the device for --target-model (default A100-80GB; custom:80GB:312TFLOPS also works)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:

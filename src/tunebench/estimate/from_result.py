@@ -38,7 +38,7 @@ def run_setting(
     budget = result["config"]["budget"]
     train = result.get("train") or {}
     examples = train.get("examples") or 0
-    seq = round(train["tokens"] / examples) if examples else budget["max_length"]
+    seq = round(train["tokens"] / examples) if examples else budget.get("max_length", 256)
     targets = max(1, round(train["target_tokens"] / examples)) if examples else None
     if _full_forward(result["method"]):
         targets = None  # the method's loss runs the model's own forward: logits at every position
@@ -46,7 +46,8 @@ def run_setting(
         precision = "mixed" if train.get("bf16") else "fp32"
     return Setting(
         seq_len=max(1, seq),
-        batch=budget["batch_size"],
+        # methods that do not train record only their inference budget: their batch is the evaluation's
+        batch=budget.get("batch_size") or budget.get("eval_batch_size") or 8,
         grad_accum=budget.get("grad_accum", 1),
         precision=precision,
         tokens=tokens or float(train.get("tokens") or 1e6),

@@ -28,12 +28,16 @@ def make_report(
 
 
 def report_for_results(
-    folder: str | Path, results: list[dict], constraints: Constraints | None = None
+    folder: str | Path,
+    results: list[dict],
+    constraints: Constraints | None = None,
+    columns: dict[str, Column] | None = None,
 ) -> ReportData:
     """The report of the runs one `compare` just made (not whatever else the experiment folder holds)."""
     # dict.fromkeys: one entry per run folder even when a spec names a model twice
     names = dict.fromkeys(store.run_name(r["model"], r["method"], r["seed"]) for r in results)
-    return build_report(load_results([Path(folder) / name / store.RESULT for name in names]), constraints)
+    runs = load_results([Path(folder) / name / store.RESULT for name in names])
+    return build_report(runs, constraints, columns=columns)
 
 
 __all__ = ["Constraints", "ReportData", "build_report", "load_runs", "make_report", "report_for_results"]

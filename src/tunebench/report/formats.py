@@ -75,6 +75,7 @@ def to_json(data: ReportData) -> str:
         "runners_up": [e.label for e in rec.runners_up],
         "excluded": {e.label: why for e, why in rec.excluded},
         "why": rec.why,
+        "at_scale": rec.at_scale,
     }
     return json.dumps(out, indent=2, ensure_ascii=False, default=str) + "\n"
 
@@ -118,6 +119,8 @@ def to_markdown(data: ReportData) -> str:
     ]
     head += data.columns
     lines = [f"# {data.title}", "", f"**Recommendation:** {data.recommendation.why}", ""]
+    if data.recommendation.at_scale:
+        lines += [data.recommendation.at_scale, ""]
     lines += [_md_row(head), _md_row(["---"] * len(head))]
     rank = 0
     for e in data.entries:

@@ -123,6 +123,8 @@ class Recommendation:
     excluded: list[tuple[Entry, list[str]]]
     """Entries ruled out by a constraint, with the reasons."""
     why: str
+    at_scale: str = ""
+    """What the choice would cost at a larger size (filled by the estimator when a target is given)."""
 
 
 def recommend(entries: list[Entry], constraints: Constraints | None = None) -> Recommendation:

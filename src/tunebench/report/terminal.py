@@ -68,4 +68,6 @@ def render(data: ReportData) -> Group:
             parts.append(Text(f"{e.label} seed {seed} failed: {reason}", style="red"))
     rec = data.recommendation
     parts.append(Text.assemble(("Recommendation: ", "bold"), rec.why))
+    if rec.at_scale:
+        parts.append(Text(rec.at_scale))
     return Group(*parts)
