@@ -182,40 +182,40 @@ class VirtualTokenOptions(ModelOptions):
         require(self.virtual_tokens >= 1, f"{where}.virtual_tokens", "must be at least 1")
 
 
+class VirtualTokenMethod(PeftMethod):
+    """PEFT's prompt-learning methods: trained virtual tokens, the model's weights untouched. They change
+    the forward pass itself, so the loss runs the whole forward and generation cannot start from a
+    shared-prefix cache. A subclass names its PEFT config class."""
+
+    Options = VirtualTokenOptions
+    full_forward = True
+    shares_kv_cache = False
+    config_class: ClassVar[str]
+    """The name of the PEFT config class (imported late: PEFT is slow to import)."""
+
+    def peft_config(self, ctx: Context) -> Any:
+        import peft
+
+        common = self.common()
+        common.pop("modules_to_save")  # prompt-learning configs keep the head trainable by themselves
+        return getattr(peft, self.config_class)(num_virtual_tokens=self.options.virtual_tokens, **common)
+
+
 @METHODS.register("prefix")
-class Prefix(PeftMethod):
-    """Prefix tuning (Li & Liang, 2021): learned key/value vectors prepended at every layer's attention;
-    the model's weights are untouched."""
+class Prefix(VirtualTokenMethod):
+    """Prefix tuning (Li & Liang, 2021): learned key/value vectors prepended at every layer's attention."""
 
     name = "prefix"
     updates = "key/value prefix at every layer"
     summary = "learn virtual key/value tokens prepended in every attention layer (PEFT)"
-    Options = VirtualTokenOptions
-    full_forward = True
-    shares_kv_cache = False
-
-    def peft_config(self, ctx: Context) -> Any:
-        from peft import PrefixTuningConfig
-
-        common = self.common()
-        common.pop("modules_to_save")  # prompt-learning configs keep the head trainable by themselves
-        return PrefixTuningConfig(num_virtual_tokens=self.options.virtual_tokens, **common)
+    config_class = "PrefixTuningConfig"
 
 
 @METHODS.register("prompt")
-class PromptTuning(PeftMethod):
+class PromptTuning(VirtualTokenMethod):
     """Prompt tuning (Lester et al., 2021): learned embeddings of virtual tokens before the input only."""
 
     name = "prompt"
     updates = "soft prompt embeddings"
     summary = "learn the embeddings of virtual tokens placed before the input (PEFT)"
-    Options = VirtualTokenOptions
-    full_forward = True
-    shares_kv_cache = False
-
-    def peft_config(self, ctx: Context) -> Any:
-        from peft import PromptTuningConfig
-
-        common = self.common()
-        common.pop("modules_to_save")
-        return PromptTuningConfig(num_virtual_tokens=self.options.virtual_tokens, **common)
+    config_class = "PromptTuningConfig"
