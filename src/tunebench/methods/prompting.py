@@ -36,6 +36,7 @@ class PromptingMethod(ModelMethod):
     def prepare(self, ctx: Context) -> None:
         super().prepare(ctx)
         self.shots = self.choose_shots(ctx)
+        self.task = ctx.task
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         self.stop = None if self.chat else "\n"
         self.prompt_has_specials = self.chat
@@ -68,7 +69,10 @@ class PromptingMethod(ModelMethod):
             folder / "prompt.json",
             {
                 "format": "chat" if self.chat else "plain",
+                "instruction": self.task.instruction,
                 "shots": [{"input": s.input, "target": s.target} for s in self.shots],
+                # the exact text the model saw, {input} standing for the question: usable without tunebench
+                "rendered": self.render(self.task, "{input}"),
             },
         )
 

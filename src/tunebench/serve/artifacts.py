@@ -108,7 +108,8 @@ def _prompt_summary(path: Path) -> str:
 
 
 def read_prompt(path: Path) -> dict[str, Any]:
-    """prompt.json, checked: {"format": "chat"|"plain", "shots": [{"input", "target"}, ...]}."""
+    """prompt.json, checked: {"format": "chat"|"plain", "shots": [{"input", "target"}, ...], "instruction"}.
+    ("instruction" and "rendered" came later: older artifacts lack them.)"""
     file = path / "prompt.json"
     try:
         data = json.loads(file.read_text(encoding="utf-8"))
@@ -122,7 +123,10 @@ def read_prompt(path: Path) -> dict[str, Any]:
         for s in shots
     ):
         raise ArtifactError(f"{file}: 'shots' must be a list of {{'input': str, 'target': str}}")
-    return {"format": data["format"], "shots": shots}
+    instruction = data.get("instruction", "")
+    if not isinstance(instruction, str):
+        raise ArtifactError(f"{file}: 'instruction' must be a string")
+    return {"format": data["format"], "shots": shots, "instruction": instruction}
 
 
 def _run_record(artifact: Path) -> dict[str, Any] | None:

@@ -48,7 +48,7 @@ def template_for(artifact: Artifact) -> PromptTemplate:
     data = read_prompt(artifact.path)
     task = _task(artifact)
     phrase = task.prompt if task is not None else (lambda text: text)
-    instruction = task.instruction if task is not None else ""
+    instruction = task.instruction if task is not None else data.get("instruction", "")
     return PromptTemplate(instruction, tuple((phrase(s["input"]), s["target"]) for s in data["shots"]))
 
 
