@@ -202,8 +202,8 @@ def test_non_utf8_file(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("text,label\ncafé,pos\n".encode("latin-1"))
     message = data_error(path)
-    assert message.startswith(f"{path}: not UTF-8 text (byte 14:")
-    assert "re-save it as UTF-8" in message
+    assert message.startswith(f"{path}:2: not UTF-8 text (byte 0xe9 at offset 14:")
+    assert "re-save it as UTF-8, or give its encoding, e.g. --task-opt encoding=latin-1" in message
 
 
 def test_missing_file_and_unknown_format(tmp_path):

@@ -7,13 +7,14 @@ written, and every error names the key or flag at fault.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tunebench.errors import SpecError
+from tunebench.errors import SpecError, UnknownNameError
 from tunebench.typed import build, coerce, field_names, require
 
 
@@ -49,8 +50,19 @@ class Budget:
     dev_every: int = 0
     """Score the dev split every N optimizer steps for the learning curve (0: never). Costs one dev
     evaluation each time; that time is left out of the training time."""
+    checkpoint_every: int = 50
+    """Save a training checkpoint every N optimizer steps (0: never), so that a killed run resumes from
+    it. It does not change results, so it is left out of the run's config hash."""
 
     def check(self, where: str) -> None:
+        floats = {name: getattr(self, name) for name in ("epochs", "lr", "warmup", "weight_decay")}
+        floats.update({f"lr_grid[{i}]": lr for i, lr in enumerate(self.lr_grid)})
+        for name, value in floats.items():  # YAML reads .inf and .nan as numbers
+            require(
+                value is None or math.isfinite(value),
+                f"{where}.{name}",
+                f"must be a finite number, got {value}",
+            )
         require(self.steps >= 1, f"{where}.steps", f"must be at least 1, got {self.steps}")
         require(
             self.epochs is None or self.epochs > 0, f"{where}.epochs", f"must be positive, got {self.epochs}"
@@ -80,6 +92,36 @@ class Budget:
             f"expected grid or halving, got {self.lr_search!r}",
         )
         require(self.dev_every >= 0, f"{where}.dev_every", f"must be 0 (off) or more, got {self.dev_every}")
+        require(
+            self.checkpoint_every >= 0,
+            f"{where}.checkpoint_every",
+            f"must be 0 (off) or more, got {self.checkpoint_every}",
+        )
+
+
+@dataclass
+class Resources:
+    """What one run asks of a Ray cluster (`--executor ray`); running in this process ignores it.
+
+    Not part of a run's config hash: where a run ran does not change what it computes."""
+
+    cpus: float = 1.0
+    """CPU cores per run; the run uses this many threads."""
+    gpus: float | None = None
+    """GPUs per run (a fraction shares one); unset: 1 when the cluster has a GPU, else 0."""
+    memory: str | None = None
+    """Memory Ray reserves for the run, e.g. 8GB or 512MB (a bare number is MB); unset: none reserved."""
+
+    def check(self, where: str) -> None:
+        require(self.cpus > 0, f"{where}.cpus", f"must be positive, got {self.cpus}")
+        require(self.gpus is None or self.gpus >= 0, f"{where}.gpus", f"must be 0 or more, got {self.gpus}")
+        if self.memory is not None:
+            self.memory_mb(where)
+
+    def memory_mb(self, where: str = "resources") -> float | None:
+        from tunebench.report.recommend import parse_memory
+
+        return None if self.memory is None else parse_memory(self.memory, f"{where}.memory")
 
 
 @dataclass
@@ -90,6 +132,8 @@ class MethodSpec:
     budget: Budget
     """The experiment budget with this method's overrides applied."""
     overrides: dict[str, Any] = field(default_factory=dict)
+    resources: Resources = field(default_factory=Resources)
+    """The experiment's resources with this method's `resources:` entries applied."""
 
 
 @dataclass
@@ -108,6 +152,7 @@ class ExperimentSpec:
     budget: Budget
     out: str = "runs"
     source: str = "<flags>"
+    resources: Resources = field(default_factory=Resources)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -115,15 +160,24 @@ class ExperimentSpec:
             "models": self.models,
             "task": {"name": self.task.name, **self.task.options},
             "methods": [
-                {"name": m.name, **dataclasses.asdict(m.options), **m.overrides} for m in self.methods
+                {"name": m.name, **dataclasses.asdict(m.options), **m.overrides, **_resources_entry(m, self)}
+                for m in self.methods
             ],
             "seeds": self.seeds,
             "budget": dataclasses.asdict(self.budget),
+            "resources": dataclasses.asdict(self.resources),
             "out": self.out,
         }
 
 
-SPEC_KEYS = ["name", "models", "task", "methods", "seeds", "budget", "out"]
+def _resources_entry(method: MethodSpec, spec: ExperimentSpec) -> dict[str, Any]:
+    """A method's own `resources:` entry, where it differs from the experiment's."""
+    if method.resources == spec.resources:
+        return {}
+    return {"resources": dataclasses.asdict(method.resources)}
+
+
+SPEC_KEYS = ["name", "models", "task", "methods", "seeds", "budget", "resources", "out"]
 _TASK_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
@@ -158,14 +212,18 @@ def parse_spec(data: dict[str, Any], source: str = "<flags>") -> ExperimentSpec:
     require(not twice, f"{source}: models", f"{', '.join(twice)} listed twice")
     budget = build(Budget, data.get("budget"), f"{source}: budget")
     task = parse_task(data.get("task", "arithmetic"), f"{source}: task")
+    resources = build(Resources, data.get("resources"), f"{source}: resources")
     methods = [
-        parse_method(m, budget, f"{source}: methods[{i}]") for i, m in enumerate(_as_list(data["methods"]))
+        parse_method(m, budget, f"{source}: methods[{i}]", resources)
+        for i, m in enumerate(_as_list(data["methods"]))
     ]
     names = [m.name for m in methods]
     dupes = sorted({n for n in names if names.count(n) > 1})
     require(not dupes, f"{source}: methods", f"{', '.join(dupes)} listed twice")
     seeds = coerce(data.get("seeds", [0]), list[int], f"{source}: seeds")
     require(bool(seeds), f"{source}: seeds", "give at least one seed")
+    require(all(s >= 0 for s in seeds), f"{source}: seeds", f"seeds must be 0 or more, got {seeds}")
+    require(len(set(seeds)) == len(seeds), f"{source}: seeds", f"a seed is listed twice: {seeds}")
     name = str(data.get("name") or "experiment")
     require(
         name.replace("-", "").replace("_", "").isalnum(),
@@ -180,6 +238,7 @@ def parse_spec(data: dict[str, Any], source: str = "<flags>") -> ExperimentSpec:
         seeds=seeds,
         budget=budget,
         out=str(data.get("out", "runs")),
+        resources=resources,
         source=source,
     )
 
@@ -203,32 +262,51 @@ def parse_task(value: Any, where: str) -> TaskSpec:
     return TaskSpec(name=name, options=options)
 
 
-def parse_method(value: Any, budget: Budget, where: str) -> MethodSpec:
-    from tunebench.methods import METHODS
+def parse_method(value: Any, budget: Budget, where: str, resources: Resources | None = None) -> MethodSpec:
+    from tunebench.objectives import method_class, option_groups, split_name
 
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, dict) or "name" not in value:
         raise SpecError(f"{where}: expected a method name or a mapping with 'name'")
     name = str(value["name"])
-    method_cls = METHODS.get(name)
+    try:
+        method_cls = method_class(name)  # `lora+dpo`: a method composed with a training objective
+    except (SpecError, UnknownNameError) as e:
+        if "+" not in name:
+            raise
+        raise type(e)(f"{where}: {e}") from None
     budget_keys = set(field_names(Budget))
     option_keys = set(field_names(method_cls.Options))
     options = {k: v for k, v in value.items() if k in option_keys}
     overrides = {k: v for k, v in value.items() if k in budget_keys and k not in option_keys}
-    unknown = [k for k in value if k != "name" and k not in option_keys and k not in budget_keys]
+    unknown = [
+        k for k in value if k not in ("name", "resources") and k not in option_keys and k not in budget_keys
+    ]
     if unknown:
         from tunebench.errors import did_you_mean
 
-        allowed = sorted(option_keys | budget_keys)
+        allowed = sorted(option_keys | budget_keys | {"resources"})
+        method_keys, objective_keys = option_groups(name)
+        objective = split_name(name)[1]
         raise SpecError(
             f"{where} ({name}): unknown key {unknown[0]!r}.{did_you_mean(unknown[0], allowed)} "
-            f"Method options: {', '.join(sorted(option_keys)) or '(none)'}; "
-            f"budget overrides: {', '.join(sorted(budget_keys))}"
+            f"Method options: {', '.join(sorted(method_keys)) or '(none)'}; "
+            + (f"{objective} options: {', '.join(sorted(objective_keys)) or '(none)'}; " if objective else "")
+            + f"budget overrides: {', '.join(sorted(budget_keys))}"
         )
     opts = build(method_cls.Options, options, f"{where} ({name})")
     method_budget = build(Budget, {**dataclasses.asdict(budget), **overrides}, f"{where} ({name})")
-    return MethodSpec(name=name, options=opts, budget=method_budget, overrides=overrides)
+    if hasattr(opts, "check_budget"):  # an objective whose options constrain the batch (rl's groups)
+        opts.check_budget(method_budget, f"{where} ({name})")
+    own = value.get("resources") or {}
+    if not isinstance(own, dict):
+        raise SpecError(f"{where} ({name}).resources: expected a mapping of cpus, gpus, memory")
+    base = dataclasses.asdict(resources or Resources())
+    method_resources = build(Resources, {**base, **own}, f"{where} ({name}).resources")
+    return MethodSpec(
+        name=name, options=opts, budget=method_budget, overrides=overrides, resources=method_resources
+    )
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -18,8 +18,12 @@ class DataError(TunebenchError):
     """A data file cannot be used as a task."""
 
 
-class UnknownNameError(TunebenchError):
-    """A model, task or method name is not registered."""
+class UnknownNameError(SpecError):
+    """A model, task or method name is not registered (a spec error: the name came from the spec)."""
+
+
+class StoreError(TunebenchError):
+    """The run store cannot be written (permissions, a full disk); finished runs and checkpoints are kept."""
 
 
 class UnsupportedError(TunebenchError):

@@ -23,8 +23,10 @@ def field_names(cls: type) -> list[str]:
 
 def build(cls: type[T], data: dict[str, Any] | None, where: str) -> T:
     """Instantiate dataclass `cls` from `data`; `where` names the place in the spec for errors."""
-    data = dict(data or {})
     names = field_names(cls)
+    if data is not None and not isinstance(data, dict):
+        raise SpecError(f"{where}: expected a mapping of {', '.join(names) or 'options'}, got {data!r}")
+    data = dict(data or {})
     for key in data:
         if key not in names:
             raise SpecError(

@@ -79,18 +79,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tunebench.report.formats import write_report
     from tunebench.report.terminal import render
     from tunebench.runs.runner import run_experiment
+    from tunebench.train.distributed import is_main
     from tunebench.ui import console, out
 
     data = spec_from_args(args)
     spec = parse_spec(data, source=str(args.spec or "default experiment"))
     constraints = _constraints(args)
+    executor, tracker = _engines(args, spec)
     estimates = _estimates(args)  # an unknown --target-model fails now, not after the runs
     console.print(
         f"[bold]tunebench compare[/bold] · experiment [cyan]{spec.name}[/cyan] · models "
         f"{', '.join(spec.models)} · methods {', '.join(m.name for m in spec.methods)} · "
         f"seeds {', '.join(map(str, spec.seeds))}"
     )
-    results = run_experiment(spec, force=args.force)
+    results = run_experiment(spec, force=args.force, executor=executor, tracker=tracker)
+    if not is_main():  # one of several processes (torchrun): the main one reports
+        return 0 if all(r["status"] == "ok" for r in results) else 1
     exp_dir = Path(spec.out) / spec.name
     report = report_for_results(exp_dir, results, constraints, estimates.columns())
     estimates.add_sentence(report)
@@ -98,6 +102,25 @@ def cmd_compare(args: argparse.Namespace) -> int:
     out.print(f"Runs in {exp_dir}")
     out.print(f"Report: {write_report(report, exp_dir / 'report.html')}")
     return 0 if all(r["status"] == "ok" for r in results) else 1
+
+
+def _engines(args: argparse.Namespace, spec):
+    """The executor and the tracker the flags ask for (each checked before anything runs)."""
+    from tunebench.runs.executors import make_executor
+    from tunebench.runs.tracking import make_tracker
+    from tunebench.train import distributed
+    from tunebench.ui import console
+
+    if distributed.launched() and args.executor != "local":
+        raise SpecError(
+            "--executor ray: under torchrun or accelerate launch, runs use the launched processes"
+        )
+    if not distributed.is_main():
+        console.quiet = True  # every process runs the grid; the main one speaks for them
+        return make_executor("local"), None
+    executor = make_executor(args.executor, args.ray_address)
+    tracker = make_tracker(args.tracker, args.tracking_uri, Path(spec.out) / spec.name, spec.name)
+    return executor, tracker
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -184,6 +207,17 @@ def cmd_methods(args: argparse.Namespace) -> int:
             cls.summary,
         )
     out.print(table)
+    from tunebench.objectives import OBJECTIVES
+
+    objectives = Table(
+        title="Objectives (combine with a trainable method: lora+dpo, full+distill:orca)",
+        title_justify="left",
+    )
+    for col in ("name", "options", "summary"):
+        objectives.add_column(col)
+    for name, cls in OBJECTIVES.items():
+        objectives.add_row(name, ", ".join(field_names(cls.Options)), cls.summary)
+    out.print(objectives)
     return 0
 
 
@@ -264,6 +298,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="experiment name (the folder under --out)")
     p.add_argument("--out", help="run store folder (default: runs)")
     p.add_argument("--force", action="store_true", help="redo runs that finished earlier")
+    g = p.add_argument_group("engines (docs/distributed.md)")
+    g.add_argument(
+        "--executor",
+        default="local",
+        metavar="NAME",
+        help="local (default: here, one run after the other) or ray (each run a Ray task)",
+    )
+    g.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
+    g.add_argument("--tracker", default="none", metavar="NAME", help="none (default) or mlflow")
+    g.add_argument(
+        "--tracking-uri", metavar="URI", help="MLflow tracking URI (default: a file store in <out>/mlruns)"
+    )
     _constraint_flags(p)
     p.set_defaults(func=cmd_compare)
 

@@ -16,9 +16,11 @@ from typing import Any, ClassVar
 import torch
 
 from tunebench.config import Budget
+from tunebench.errors import UnsupportedError
 from tunebench.models.zoo import ResolvedModel
 from tunebench.registry import Registry
 from tunebench.tasks.base import Splits, Task
+from tunebench.train.checkpoint import Checkpointer
 from tunebench.train.loop import TrainStats
 
 
@@ -40,6 +42,11 @@ class Context:
     bf16: bool
     on_train_step: Callable[[int, int, float], None] | None = None
     on_eval_batch: Callable[[int], None] | None = None
+    folder: Path | None = None
+    """The run's folder, for files an objective writes beside the result (teacher data, preference pairs);
+    None outside a recorded run (learning-rate selection)."""
+    checkpoint: Checkpointer | None = None
+    """Where a training loop saves and finds its resume state (None: no checkpoints, e.g. lr selection)."""
 
 
 class Method(ABC):
@@ -87,6 +94,11 @@ class Method(ABC):
         """Fold trained weights into the base for serving (LoRA family); False when there is nothing to merge."""
         return False
 
+    def usage(self) -> dict[str, Any] | None:
+        """What the last `predict` cost at an API (requests, tokens, latency) when the method asked an
+        endpoint for its answers; None for a model run here (its costs are parameters, memory, time)."""
+        return None
+
     def text_nll(self, texts: list[str], ctx: Context) -> float | None:
         """Mean per-token negative log-likelihood of `texts` under this method's model, or None when the method
         has no language model to ask (a probe, for example)."""
@@ -94,6 +106,19 @@ class Method(ABC):
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+
+#: From least to most: text in and out, log-probabilities, the weights.
+ACCESS_LEVELS = ("black box", "gray box", "white box")
+
+
+def require_access(method: Method, model: ResolvedModel) -> None:
+    """Refuse a method that needs more of a model than the model gives (an endpoint gives text only)."""
+    if ACCESS_LEVELS.index(method.access) > ACCESS_LEVELS.index(model.access):
+        raise UnsupportedError(
+            f"{method.name} needs {method.access} access (it updates {method.updates}), but {model.name} is "
+            f"an {model.kind} that gives {model.access} access (text in, text out); only the prompting "
+            "methods (zero-shot, few-shot) run on it"
+        )
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:

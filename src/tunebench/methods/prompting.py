@@ -2,7 +2,9 @@
 
 With a chat model (its tokenizer has a chat template) the instruction and the shots are chat turns, as
 its users would write them; with a base model they are plain text, one "question = answer" per line,
-and generation stops at the end of the line.
+and generation stops at the end of the line. A model behind an OpenAI-compatible endpoint
+(`openai:MODEL@URL`) gets the same turns through the chat API, or the same text through the completions
+API (methods/remote.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tunebench.methods.base import METHODS, Context, NoOptions, write_json
+from tunebench.methods.remote import EndpointModel
 from tunebench.methods.tuning import ModelMethod
+from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Example, Task
 from tunebench.typed import require
 
@@ -33,10 +37,21 @@ class PromptingMethod(ModelMethod):
     generative_only = True
     shots: list[Example]
 
+    #: The model behind an OpenAI-compatible endpoint (`openai:MODEL@URL`), when it is one; else None.
+    remote: EndpointModel | None = None
+
+    def check(self, task: Task, model: ResolvedModel) -> None:
+        if model.kind != "endpoint":  # an endpoint generates text by definition: no head to choose
+            super().check(task, model)
+
     def prepare(self, ctx: Context) -> None:
-        super().prepare(ctx)
         self.shots = self.choose_shots(ctx)
         self.task = ctx.task
+        if ctx.model.kind == "endpoint":
+            self.remote = EndpointModel(ctx.model)
+            self.chat = self.remote.chat
+            return
+        super().prepare(ctx)
         self.chat = bool(getattr(self.tokenizer, "chat_template", None))
         self.stop = None if self.chat else "\n"
         self.prompt_has_specials = self.chat
@@ -44,22 +59,50 @@ class PromptingMethod(ModelMethod):
     def choose_shots(self, ctx: Context) -> list[Example]:
         return []
 
-    def render(self, task: Task, text: str) -> str:
-        if self.chat:
-            messages = []
-            for i, shot in enumerate(self.shots):
-                content = task.prompt(shot.input)
-                messages += [
-                    {"role": "user", "content": f"{task.instruction}\n\n{content}" if i == 0 else content},
-                    {"role": "assistant", "content": shot.target},
-                ]
-            question = task.prompt(text)
-            messages.append(
-                {"role": "user", "content": question if self.shots else f"{task.instruction}\n\n{question}"}
-            )
-            return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    def messages(self, task: Task, text: str) -> list[dict[str, str]]:
+        """The instruction, the shots and the question as chat turns."""
+        messages = []
+        for i, shot in enumerate(self.shots):
+            content = task.prompt(shot.input)
+            messages += [
+                {"role": "user", "content": f"{task.instruction}\n\n{content}" if i == 0 else content},
+                {"role": "assistant", "content": shot.target},
+            ]
+        question = task.prompt(text)
+        messages.append(
+            {"role": "user", "content": question if self.shots else f"{task.instruction}\n\n{question}"}
+        )
+        return messages
+
+    def plain(self, task: Task, text: str) -> str:
+        """The instruction, then one "question = answer" line per shot, then the question."""
         lines = [task.instruction, ""] + [f"{task.prompt(s.input)} {s.target}" for s in self.shots]
         return "\n".join([*lines, task.prompt(text)])
+
+    def render(self, task: Task, text: str) -> str:
+        if not self.chat:
+            return self.plain(task, text)
+        if self.remote is not None:  # the endpoint applies its own chat template to these turns
+            return json.dumps(self.messages(task, text), ensure_ascii=False)
+        return self.tokenizer.apply_chat_template(
+            self.messages(task, text), tokenize=False, add_generation_prompt=True
+        )
+
+    def predict(self, ctx: Context, inputs: list[str]) -> list[str]:
+        if self.remote is not None:
+            return self.remote.predict(self, ctx, inputs)
+        return super().predict(ctx, inputs)
+
+    def usage(self) -> dict | None:
+        return self.remote.usage() if self.remote is not None else None
+
+    def param_counts(self) -> tuple[int, int | None]:
+        if self.remote is not None:
+            return 0, None  # nothing is trained, and the size of a model behind an API is unknown
+        return super().param_counts()
+
+    def text_nll(self, texts: list[str], ctx: Context) -> float | None:
+        return None if self.remote is not None else super().text_nll(texts, ctx)
 
     def max_new_tokens(self, task: Task) -> int:
         return max(32, 2 * task.max_new_tokens)  # room for a chatty "The answer is ..."

@@ -119,6 +119,7 @@ class ModelMethod(Method):
             device=ctx.device,
             bf16=ctx.bf16,
             on_step=ctx.on_train_step,
+            checkpoint=ctx.checkpoint,
         )
         return self.train_stats
 

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from filelock import FileLock
+
 from tunebench.errors import TunebenchError, UnknownNameError, did_you_mean
 from tunebench.registry import Registry
 from tunebench.ui import console
@@ -42,8 +44,11 @@ class ModelEntry:
 class ResolvedModel:
     name: str
     path: str
-    """A local folder, or a hub id when the user named one."""
+    """A local folder, or a hub id when the user named one (for an endpoint: its models entry)."""
     kind: str
+    """decoder, encoder, or endpoint (an OpenAI-compatible API: `openai:MODEL@URL`)."""
+    access: str = "white box"
+    """What a method may use: white box (weights) for a loaded model, black box (text) for an endpoint."""
 
 
 MODELS: Registry[ModelEntry] = Registry("model")
@@ -56,7 +61,11 @@ def cache_dir() -> Path:
 
 
 def resolve_model(name: str) -> ResolvedModel:
-    """A registered model (prepared on first use), a local folder, or a hub id."""
+    """A registered model (prepared on first use), a local folder, a hub id, or `openai:MODEL@URL`."""
+    if name.startswith("openai:"):
+        from tunebench.teachers.endpoint import resolve_endpoint_model
+
+        return resolve_endpoint_model(name)
     if name in MODELS:
         entry = MODELS.get(name)
         return ResolvedModel(name, str(prepare(name, entry)), entry.kind)
@@ -82,8 +91,16 @@ def prepare(name: str, entry: ModelEntry) -> Path:
     if _ready_version(target) == entry.version:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
+    # One preparation at a time (two compares started together): the second waits, then finds it ready.
+    with FileLock(target.parent / f".{name}.lock"):
+        if _ready_version(target) == entry.version:
+            return target
+        return _build(name, entry, target)
+
+
+def _build(name: str, entry: ModelEntry, target: Path) -> Path:
     for stale in target.parent.glob(f"{name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted preparation
+        shutil.rmtree(stale, ignore_errors=True)  # left by an interrupted (killed) preparation
     partial = target.parent / f"{name}.partial-{os.getpid()}"
     partial.mkdir()
     try:

@@ -67,6 +67,8 @@ class ReportData:
     environment: dict[str, Any] = field(default_factory=dict)
     columns: list[str] = field(default_factory=list)
     """Names of the extra columns (their cells are in each entry's `extra`)."""
+    data_warnings: list[str] = field(default_factory=list)
+    """What may bias the scores: training examples cut to max_length, duplicate inputs across splits."""
 
     @property
     def several_models(self) -> bool:
@@ -108,7 +110,33 @@ def build_report(
         disagreement_total=total,
         environment=_environment(runs),
         columns=list(columns or {}),
+        data_warnings=data_warnings(runs),
     )
+
+
+def data_warnings(runs: list[RunData]) -> list[str]:
+    """Truncated training examples per run, and the task's duplicate inputs across splits (leakage)."""
+    out = []
+    for run in runs:
+        r = run.result
+        cut = (r.get("train") or {}).get("truncated") or 0
+        if run.ok and cut:
+            length = ((r.get("config") or {}).get("budget") or {}).get("max_length", "?")
+            out.append(
+                f"{r['model']} · {r['method']} · seed {r['seed']}: {cut} training examples were cut to "
+                f"max_length {length} tokens (raise budget.max_length)"
+            )
+    overlap = next(
+        (o for run in runs if (o := (run.result.get("task_info") or {}).get("overlap")) and any(o.values())),
+        None,
+    )
+    if overlap:
+        said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in overlap.items() if n)
+        out.append(
+            f"duplicate inputs across splits ({said}): scores on them measure recall, not skill "
+            "(--task-opt duplicates=drop removes them)"
+        )
+    return out
 
 
 def _results_by_entry(runs: list[RunData]) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -63,6 +63,8 @@ def render(data: ReportData) -> Group:
     parts.append(Text("★ best · ≈ statistically tied with the best (95% intervals overlap)", style="dim"))
     for note in data.budget.notes:
         parts.append(Text(f"budget: {note}", style="dim" if data.budget.equal else "yellow"))
+    for warning in data.data_warnings:
+        parts.append(Text(f"data: {warning}", style="yellow"))
     for e in data.entries:
         for seed, reason in e.failed:
             parts.append(Text(f"{e.label} seed {seed} failed: {reason}", style="red"))

@@ -2,7 +2,8 @@
 
 Keys (all present; values may be null where a method has nothing to report):
   schema           1
-  status           "ok" or "failed"; `error` says why a run failed
+  status           "ok" or "failed"; `error` says why a run failed, and `failed_files` names the folder
+                   (failed-<UTC time>/) its partial files were moved to (null when it left none)
   experiment, model, task, method, seed
   config           the resolved config of the run; config_hash identifies it
   primary_metric   the metric the leaderboard ranks by ("exact_match" or "accuracy")
@@ -12,9 +13,16 @@ Keys (all present; values may be null where a method has nothing to report):
   train            seconds, steps, examples, tokens (non-padding), target_tokens, tokens_per_s,
                    peak_rss_mb, peak_gpu_mb, bf16, final_loss, truncated (examples cut to max_length),
                    dev_eval_seconds (time spent scoring the dev curve, left out of `seconds`),
-                   dev_curve ([[step, dev score], ...] every budget.dev_every steps; [] when off);
+                   dev_curve ([[step, dev score], ...] every budget.dev_every steps; [] when off),
+                   resumed_from (the checkpoint's step when a killed run resumed, else null),
+                   checkpoints and checkpoint_seconds (written by the last process; left out of `seconds`);
                    null for a method that does not train
   eval             seconds, n, ms_per_example (batched: throughput), peak_rss_mb, peak_gpu_mb
+  usage            null, or for a model behind an endpoint (`openai:MODEL@URL`), what the test split cost
+                   there: endpoint, model, api, examples, requests, prompt_tokens and completion_tokens
+                   (as the endpoint reported them; null when it reports none), latency_ms {median, p90,
+                   mean} per request, seconds, max_concurrency, and per_1k_examples {prompt_tokens,
+                   completion_tokens, seconds}; params.total is then null (unknown)
   latency          ms_per_example: median time to answer one example alone (batch size 1, dev inputs,
                    right after the test evaluation), n (examples timed: up to 5, fewer once 10 s have
                    passed), batch_size (1), merged_ms_per_example: the same after `merge()` folded the
@@ -52,6 +60,7 @@ def base_record(config: dict[str, Any], digest: str) -> dict[str, Any]:
         "schema": SCHEMA,
         "status": "failed",
         "error": None,
+        "failed_files": None,
         "experiment": config["experiment"],
         "model": config["model"],
         "task": config["task"]["name"],
@@ -65,6 +74,7 @@ def base_record(config: dict[str, Any], digest: str) -> dict[str, Any]:
         "params": None,
         "train": None,
         "eval": None,
+        "usage": None,
         "latency": None,
         "drift": None,
         "selection": None,

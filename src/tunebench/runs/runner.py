@@ -18,28 +18,39 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import torch
 import yaml
 
 from tunebench.config import Budget, ExperimentSpec, MethodSpec
-from tunebench.errors import SpecError
-from tunebench.methods import METHODS, Context, Method
+from tunebench.errors import SpecError, StoreError
+from tunebench.methods import Context, Method
+from tunebench.methods.base import require_access
 from tunebench.models import ResolvedModel, resolve_model
+from tunebench.objectives import method_class
 from tunebench.runs import measure, store
 from tunebench.runs.progress import RunProgress
 from tunebench.runs.record import base_record
 from tunebench.runs.selection import Candidate, final_loss, select_lr
 from tunebench.tasks import Splits, Task, build_task
 from tunebench.tasks.metrics import bootstrap_ci
+from tunebench.train import distributed
+from tunebench.train.checkpoint import Checkpointer
 from tunebench.train.device import pick_device, use_bf16
 from tunebench.train.memory import PeakMemory, release_memory
 from tunebench.ui import console
+
+if TYPE_CHECKING:
+    from tunebench.runs.executors import Executor
+    from tunebench.runs.tracking import Tracker
 
 SELECTION_DIR = "selection"
 #: Budget fields that matter to a method that does not train; the others are left out of its config, so
 #: that changing the training budget does not redo the prompting runs.
 _INFERENCE_BUDGET = ("max_length", "precision", "eval_batch_size")
+#: Budget fields that change how a run is carried out but not its results: left out of every config.
+_OPERATIONAL_BUDGET = ("checkpoint_every",)
 
 
 @dataclass
@@ -54,30 +65,35 @@ class Cell:
 
 
 def run_experiment(
-    spec: ExperimentSpec, *, force: bool = False, progress: RunProgress | None = None
+    spec: ExperimentSpec,
+    *,
+    force: bool = False,
+    progress: RunProgress | None = None,
+    executor: Executor | None = None,
+    tracker: Tracker | None = None,
 ) -> list[dict]:
+    """Run the grid on `executor` (default: here, one run after the other); `tracker` logs each run."""
+    from tunebench.runs.executors import Grid, LocalExecutor, for_launch  # executors imports this module
+
     progress = progress or RunProgress()
+    exp_dir = (Path(spec.out) / spec.name).resolve()  # absolute: a Ray worker may start in another folder
+    store.check_writable(exp_dir)  # before minutes of model preparation; creates nothing
+    spec = for_launch(spec)  # one of several processes (torchrun): what that supports
     task = build_task(spec.task.name, spec.task.options, f"{spec.source}: task")
     splits = task.splits()
     _check_dev_split(spec, splits)
     models = [resolve_model(name) for name in spec.models]
-    exp_dir = Path(spec.out) / spec.name
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    (exp_dir / "spec.yaml").write_text(yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    results = []
-    total = len(models) * len(spec.methods) * len(spec.seeds)
-    for model in models:
-        for method_spec in spec.methods:
-            chosen, selection = _with_selected_lr(
-                model, method_spec, spec, task, splits, exp_dir, force, progress
-            )
-            for seed in spec.seeds:
-                cell = Cell(model, chosen, seed)
-                results.append(
-                    run_cell(cell, spec, task, splits, exp_dir, force=force, progress=progress,
-                             index=len(results) + 1, total=total, selection=selection)
-                )  # fmt: skip
-    return results
+    if distributed.is_main():  # of several processes, only the main one writes to the run store
+        store.make_folder(exp_dir)
+        store.write_text_atomic(exp_dir / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
+    grid = Grid(spec, task, splits, models, exp_dir, force, progress)
+    if tracker is not None:
+        grid.on_result = tracker.log_run
+    return (executor or LocalExecutor()).run(grid)
+
+
+def needs_lr_search(method_spec: MethodSpec) -> bool:
+    return bool(method_class(method_spec.name).trains and method_spec.budget.lr_grid)
 
 
 def _with_selected_lr(
@@ -91,7 +107,7 @@ def _with_selected_lr(
     progress: RunProgress,
 ) -> tuple[MethodSpec, dict | None]:
     """The method's spec with its learning rate chosen on dev, and the selection record (None: no search)."""
-    if not (METHODS.get(method_spec.name).trains and method_spec.budget.lr_grid):
+    if not needs_lr_search(method_spec):
         return method_spec, None
     cell = Cell(model, method_spec, spec.seeds[0])
     selection = _select(cell, spec, task, splits, exp_dir, force=force, progress=progress)
@@ -116,7 +132,9 @@ def _check_dev_split(spec: ExperimentSpec, splits: Splits) -> None:
 
 def cell_config(cell: Cell, spec: ExperimentSpec, task: Task, splits: Splits) -> dict[str, Any]:
     budget = dataclasses.asdict(cell.method.budget)
-    if not METHODS.get(cell.method.name).trains:
+    for key in _OPERATIONAL_BUDGET:
+        del budget[key]
+    if not method_class(cell.method.name).trains:
         budget = {k: budget[k] for k in _INFERENCE_BUDGET}
     return {
         "experiment": spec.name,
@@ -155,12 +173,19 @@ def run_cell(
         progress.skip(cell.name, index, total)
         return store.read_result(folder / store.RESULT)
     progress.run_start(cell.name, index, total)
-    folder.mkdir(parents=True, exist_ok=True)
-    store.reset_run(folder)
+    store.make_folder(folder)
+    checkpoint = Checkpointer(folder / store.CHECKPOINT, cell.method.budget.checkpoint_every, digest)
+    resume = None if force else checkpoint.meta()
+    if resume is None:
+        checkpoint.clear()
+        store.reset_run(folder)
+    else:
+        console.print(f"  resuming from the checkpoint at step {resume['step']}")
+        store.reset_for_resume(folder, resume["step"])
     store.write_json_atomic(folder / store.CONFIG, config)
     record = base_record(config, digest)
     record["selection"] = selection
-    method: Method = METHODS.get(cell.method.name)(cell.method.options)
+    method: Method = method_class(cell.method.name)(cell.method.options)
     started = time.perf_counter()
     try:
         if selection is not None and selection["chosen_lr"] is None:
@@ -168,23 +193,52 @@ def run_cell(
                 "every learning rate in lr_grid failed on the dev split: "
                 + "; ".join(f"{c['lr']:g}: {c['error']}" for c in selection["candidates"])
             )
-        _execute(method, cell, task, splits, folder, record, progress)
+        _execute(method, cell, task, splits, folder, record, progress, checkpoint, resume)
         record["status"] = "ok"
     except Exception as e:  # any failure is recorded and the grid goes on
-        record["status"], record["error"] = "failed", f"{type(e).__name__}: {e}"
-        with open(folder / store.LOG, "a", encoding="utf-8") as log:
-            log.write(json.dumps({"event": "error", "traceback": traceback.format_exc()}) + "\n")
+        if store.is_disk_full(e):  # nothing more can be written: stop, keeping the checkpoint to resume
+            raise e if isinstance(e, StoreError) else StoreError(f"{e}{store.write_hint(e)}") from None
+        _record_failure(record, e, folder, checkpoint)
     finally:
         del method
         release_memory()
     record["wall_seconds"] = time.perf_counter() - started
     store.write_json_atomic(folder / store.RESULT, record)
+    if record["status"] == "ok":
+        checkpoint.clear()
     progress.run_end(record)
     return record
 
 
+def _record_failure(record: dict, e: Exception, folder: Path, checkpoint: Checkpointer) -> None:
+    """Status failed with its reason; the attempt's files go to failed-<time>/, its checkpoint away (a
+    rerun starts clean: resuming would meet the same NaN, and full fine-tuning checkpoints are large)."""
+    record["status"], record["error"] = "failed", failure_reason(e)
+    with open(folder / store.LOG, "a", encoding="utf-8") as log:
+        log.write(json.dumps({"event": "error", "traceback": traceback.format_exc()}) + "\n")
+    record["failed_files"] = store.keep_apart(folder)
+    checkpoint.clear()
+
+
+def failure_reason(e: BaseException) -> str:
+    """The exception in one line, with what to do where the cause is a known one."""
+    reason = f"{type(e).__name__}: {e}"
+    if isinstance(e, torch.OutOfMemoryError | MemoryError) or "out of memory" in str(e).lower():
+        reason += (
+            " (out of memory: lower batch_size and raise grad_accum to keep the effective batch, lower "
+            "max_length, or choose a method that trains fewer weights)"
+        )
+    return reason
+
+
 def _context(
-    cell: Cell, task: Task, splits: Splits, budget: Budget, on_step, progress: RunProgress
+    cell: Cell,
+    task: Task,
+    splits: Splits,
+    budget: Budget,
+    on_step,
+    progress: RunProgress,
+    folder: Path | None = None,
 ) -> Context:
     device = pick_device()
     return Context(
@@ -197,18 +251,30 @@ def _context(
         bf16=use_bf16(budget.precision, device),
         on_train_step=on_step,
         on_eval_batch=progress.eval_batch,
+        folder=folder,
     )
 
 
 def _execute(
-    method: Method, cell: Cell, task: Task, splits: Splits, folder: Path, record: dict, progress: RunProgress
+    method: Method,
+    cell: Cell,
+    task: Task,
+    splits: Splits,
+    folder: Path,
+    record: dict,
+    progress: RunProgress,
+    checkpoint: Checkpointer,
+    resume: dict | None,
 ) -> None:
+    require_access(method, cell.model)
     method.check(task, cell.model)
     with open(
         folder / store.LOG, "a", encoding="utf-8", buffering=1
     ) as log:  # line-buffered: `tail -f` works
-        curve: list[list[float]] = []
-        dev_seconds = 0.0
+        saved = (resume or {}).get("extra") or {}
+        curve: list[list[float]] = saved.get("curve", [])
+        dev_seconds = saved.get("dev_seconds", 0.0)
+        checkpoint.extra = lambda: {"curve": curve, "dev_seconds": dev_seconds}
 
         def on_step(step: int, steps: int, loss: float) -> None:
             nonlocal dev_seconds
@@ -227,7 +293,8 @@ def _execute(
                     json.dumps({"event": "dev_eval", "step": step, "metric": metric, "score": score}) + "\n"
                 )
 
-        ctx = _context(cell, task, splits, cell.method.budget, on_step, progress)
+        ctx = _context(cell, task, splits, cell.method.budget, on_step, progress, folder)
+        ctx.checkpoint = checkpoint
         reference = None
         if cell.model.kind == "decoder":  # drift needs text from a base language model
             reference = measure.drift_reference(ctx)
@@ -240,6 +307,13 @@ def _execute(
         }
         stats = method.fit(ctx)
         record["train"] = _train_record(stats, method.truncated, dev_seconds, curve)
+        # what a training objective built and dropped (teacher data, preference pairs); None for plain SFT
+        record["objective"] = getattr(method, "objective_info", None)
+        if method.truncated:
+            console.print(
+                f"  [yellow]{method.truncated} of {len(splits.train)} training examples are longer than "
+                f"max_length {ctx.budget.max_length} tokens and were cut[/yellow] (budget.max_length)"
+            )
     progress.eval_start(len(splits.test))
     with PeakMemory() as mem:
         start = time.perf_counter()
@@ -253,6 +327,7 @@ def _execute(
         "peak_gpu_mb": mem.peak_gpu_mb,
         "bf16": ctx.bf16,
     }
+    record["usage"] = method.usage()  # an endpoint's tokens and latency for the test split; else None
     _score(task, splits, predictions, cell.seed, folder, record)
     _export(method, folder, record)
     _measure_serving(method, ctx, record, reference)
@@ -284,7 +359,7 @@ def _select(
 ) -> dict:
     """Choose the learning rate of (model, method) on dev; each candidate is cached like a run."""
     budget = cell.method.budget
-    folder = exp_dir / SELECTION_DIR / f"{cell.model.name}--{cell.method.name}"
+    folder = exp_dir / SELECTION_DIR / f"{cell.model.name}--{store.safe_name(cell.method.name)}"
     console.print(
         f"[bold]{cell.model.name}--{cell.method.name}[/bold]: choosing the learning rate on dev "
         f"({budget.lr_search} over {', '.join(f'{lr:g}' for lr in budget.lr_grid)})"
@@ -325,8 +400,9 @@ def _select(
 def _run_candidate(cell: Cell, task: Task, splits: Splits, rung: int, progress: RunProgress) -> Candidate:
     budget = cell.method.budget
     candidate = Candidate(lr=budget.lr, steps=budget.steps, rung=rung)
-    method: Method = METHODS.get(cell.method.name)(cell.method.options)
+    method: Method = method_class(cell.method.name)(cell.method.options)
     try:
+        require_access(method, cell.model)
         method.check(task, cell.model)
         ctx = _context(
             cell, task, splits, budget, lambda s, n, loss: progress.train_step(s, n, loss), progress
@@ -366,6 +442,9 @@ def _train_record(stats, truncated: int, dev_seconds: float, curve: list) -> dic
         "bf16": stats.bf16,
         "final_loss": stats.losses[-1] if stats.losses else None,
         "truncated": truncated,
+        "resumed_from": getattr(stats, "resumed_from", None),
+        "checkpoints": getattr(stats, "checkpoints", 0),
+        "checkpoint_seconds": getattr(stats, "checkpoint_seconds", 0.0),
         "dev_eval_seconds": dev_seconds,
         "dev_curve": curve,
     }

@@ -72,6 +72,99 @@ def solve(op: str, a: int, b: int) -> str:
     return f"{q} R {r}" if r else str(q)
 
 
+# Step-by-step solutions in the manner of Goat (Liu & Low, 2023): each one continues the prompt "a op b ="
+# and ends with the final answer, so that `ArithmeticTask.answer` (the last number) reads it.
+
+
+def explain(op: str, a: int, b: int) -> str:
+    if op == "add":
+        return _explain_add(a, b)
+    if op == "sub":
+        return _explain_sub(a, b)
+    if op == "mul":
+        return _explain_mul(a, b)
+    return _explain_div(a, b)
+
+
+def _digits(n: int, width: int) -> list[int]:
+    """The digits of n from the right (ones first), padded with zeros to `width`."""
+    return [(n // 10**i) % 10 for i in range(width)]
+
+
+def _explain_add(a: int, b: int) -> str:
+    width = max(len(str(a)), len(str(b)))
+    steps, carry = [], 0
+    for x, y in zip(_digits(a, width), _digits(b, width)):
+        total = x + y + carry
+        terms = f"{x} + {y}" + (f" + {carry}" if carry else "")
+        carry = total // 10
+        steps.append(f"{terms} = {total}, write {total % 10}" + (f" carry {carry}" if carry else ""))
+    if carry:
+        steps.append(f"write the carry {carry}")
+    return f"digits from the right: {'; '.join(steps)}; so {a} + {b} = {a + b}"
+
+
+def _borrow_steps(a: int, b: int) -> list[str]:
+    """Column subtraction of b from a (a >= b), ones first, with borrows."""
+    width = len(str(a))
+    steps, borrow = [], 0
+    for x, y in zip(_digits(a, width), _digits(b, width)):
+        top = f"{x} - {borrow}" if borrow else f"{x}"
+        value = x - borrow
+        if value < y:
+            steps.append(f"{top} < {y}, borrow: {value + 10} - {y} = {value + 10 - y}")
+            borrow = 1
+        else:
+            steps.append(f"{top} - {y} = {value - y}")
+            borrow = 0
+    return steps
+
+
+def _explain_sub(a: int, b: int) -> str:
+    if a >= b:
+        return f"digits from the right: {'; '.join(_borrow_steps(a, b))}; so {a} - {b} = {a - b}"
+    return (
+        f"{a} < {b}, so {a} - {b} = -({b} - {a}); digits from the right: {'; '.join(_borrow_steps(b, a))}; "
+        f"{b} - {a} = {b - a}, so {a} - {b} = {a - b}"
+    )
+
+
+def _explain_mul(a: int, b: int) -> str:
+    # Goat splits the operand with fewer digits into its place values (the second one on a tie).
+    big, small = (b, a) if len(str(a)) < len(str(b)) else (a, b)
+    parts = [d * 10**i for i, d in enumerate(_digits(small, len(str(small)))) if d][::-1]
+    if len(parts) <= 1:
+        return f"{a * b}" if big == a or small == 0 else f"{big} * {small} = {a * b}"
+    chain = [
+        f"{big} * ({' + '.join(map(str, parts))})",
+        " + ".join(f"{big} * {p}" for p in parts),
+    ]
+    terms = [big * p for p in parts]
+    while len(terms) > 1:  # sum term by term, the last two first
+        chain.append(" + ".join(map(str, terms)))
+        terms = [*terms[:-2], terms[-2] + terms[-1]]
+    chain.append(str(terms[0]))
+    return " = ".join(chain)
+
+
+def _explain_div(a: int, b: int) -> str:
+    q, r = divmod(a, b)
+    final = f"{q} R {r}" if r else f"{q}"
+    if a < b:
+        return f"{a} < {b}, so {a} / {b} = {final}"
+    steps, parts, rest = [], [], a
+    for i in reversed(range(len(str(q)))):  # subtract the largest multiple b * (d * 10^i) at each place
+        d = (rest // (b * 10**i)) % 10 if rest >= b * 10**i else 0
+        if not d:
+            continue
+        m = d * 10**i
+        steps.append(f"{rest} - {b} * {m} = {rest} - {b * m} = {rest - b * m}")
+        parts.append(m)
+        rest -= b * m
+    total = f"{' + '.join(map(str, parts))} = {q}" if len(parts) > 1 else f"{q}"
+    return f"{'; '.join(steps)}; quotient {total}, remainder {r}; so {a} / {b} = {final}"
+
+
 class ArithmeticTask(Task):
     kind = "generation"
 
@@ -109,6 +202,21 @@ class ArithmeticTask(Task):
 
     def prompt(self, text: str) -> str:
         return f"{text} ="
+
+    def _parse(self, text: str) -> tuple[int, int] | None:
+        """The operands of an input of this task's operation ("a op b"), or None when it is not one."""
+        m = re.fullmatch(rf"\s*(\d+)\s*{re.escape(SYMBOLS[self.options.op])}\s*(\d+)\s*", text)
+        if m is None or (self.options.op == "div" and int(m.group(2)) == 0):
+            return None
+        return int(m.group(1)), int(m.group(2))
+
+    def solve(self, text: str) -> str | None:
+        operands = self._parse(text)
+        return solve(self.options.op, *operands) if operands else None
+
+    def explain(self, text: str) -> str | None:
+        operands = self._parse(text)
+        return explain(self.options.op, *operands) if operands else None
 
     def answer(self, generated: str) -> str:
         """The last number in the output, so a chatty 'The answer is 1,234.' still counts."""

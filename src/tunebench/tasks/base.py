@@ -35,6 +35,17 @@ class Splits:
                 h.update(json.dumps([name, ex.input, ex.target]).encode())
         return h.hexdigest()[:16]
 
+    def overlap(self) -> dict[str, int]:
+        """Leakage: how many dev and test examples have an input (whitespace-stripped) that an earlier
+        split also holds."""
+        train = {e.input.strip() for e in self.train}
+        dev = {e.input.strip() for e in self.dev}
+        return {
+            "dev_in_train": sum(e.input.strip() in train for e in self.dev),
+            "test_in_train": sum(e.input.strip() in train for e in self.test),
+            "test_in_dev": sum(e.input.strip() in dev and e.input.strip() not in train for e in self.test),
+        }
+
 
 class Task(ABC):
     """A task knows its data, how to ask for an answer, and how to score one.
@@ -59,6 +70,15 @@ class Task(ABC):
         """The final answer inside a model's output (first line, whitespace-normalized)."""
         lines = [line for line in generated.strip().splitlines() if line.strip()]
         return " ".join(lines[0].split()) if lines else ""
+
+    def solve(self, text: str) -> str | None:
+        """The gold answer to any input, computed; None for tasks that only know their data (files)."""
+        return None
+
+    def explain(self, text: str) -> str | None:
+        """A step-by-step solution that continues `prompt(text)` and ends with the final answer (so that
+        `answer` reads it); None for tasks that cannot explain (the oracle teacher then refuses)."""
+        return None
 
     @property
     def labels(self) -> list[str] | None:

@@ -7,6 +7,7 @@ small label set is a classification task (accuracy, macro-F1); otherwise it is a
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -18,6 +19,7 @@ from typing import Any
 from tunebench.errors import DataError, did_you_mean
 from tunebench.tasks.base import TASKS, Example, Splits, Task, TaskEntry
 from tunebench.typed import require
+from tunebench.ui import console
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
@@ -43,9 +45,26 @@ class FileOptions:
     test_size: int | None = None
     dev_size: int | None = None
     seed: int = 0
+    encoding: str = "utf-8"
+    """Text encoding of the file(s) (JSONL, CSV, TSV), e.g. latin-1 or cp1252; a UTF-8 byte order mark is
+    skipped."""
+    duplicates: str = "warn"
+    """Dev or test examples whose input is also in an earlier split (leakage): warn (counted in the result
+    and the report), drop (removed from dev and test), or error."""
 
     def check(self, where: str) -> None:
         require(bool(self.path), f"{where}.path", "a data file is required")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            require(
+                False, f"{where}.encoding", f"unknown encoding {self.encoding!r}; e.g. utf-8, latin-1, cp1252"
+            )
+        require(
+            self.duplicates in ("warn", "drop", "error"),
+            f"{where}.duplicates",
+            f"expected warn, drop or error, got {self.duplicates!r}",
+        )
         require(
             self.kind in ("auto", "classification", "generation"),
             f"{where}.kind",
@@ -59,7 +78,7 @@ class FileOptions:
             require(value is None or value >= 1, f"{where}.{name}", "must be at least 1")
 
 
-def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
+def read_rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict[str, Any]]]:
     """(line number, row) pairs. Line numbers are 1-based lines of the file (rows for Parquet)."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
@@ -68,18 +87,36 @@ def read_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
         raise DataError(f"{path}: unknown format {path.suffix!r}; expected one of {', '.join(FORMATS)}")
     if fmt == "parquet":
         return _read_parquet(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as e:
-        raise DataError(f"{path}: not UTF-8 text (byte {e.start}: {e.reason}); re-save it as UTF-8") from None
+    text = _decode(path, encoding)
     if fmt == "jsonl":
         return _parse_jsonl(path, text)
     return _parse_delimited(path, text, "," if fmt == "csv" else "\t")
 
 
+def _decode(path: Path, encoding: str) -> str:
+    raw = path.read_bytes()
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    try:
+        return raw.decode("utf-8-sig" if utf8 else encoding)
+    except UnicodeDecodeError as e:
+        line = raw[: e.start].count(b"\n") + 1
+        byte = raw[e.start : e.start + 1].hex()
+        hint = (
+            "re-save it as UTF-8, or give its encoding, e.g. --task-opt encoding=latin-1 (or cp1252)"
+            if utf8
+            else "check the encoding option"
+        )
+        raise DataError(
+            f"{path}:{line}: not {'UTF-8' if utf8 else encoding} text (byte 0x{byte} at offset {e.start}: "
+            f"{e.reason}); {hint}"
+        ) from None
+
+
 def _parse_jsonl(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     rows = []
-    for lineno, line in enumerate(text.splitlines(), start=1):
+    # Split on newlines only: str.splitlines also splits at U+2028 and other characters that JSON strings
+    # may hold unescaped, which would cut a valid row in two.
+    for lineno, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue
         try:
@@ -100,8 +137,16 @@ def _parse_delimited(path: Path, text: str, delimiter: str) -> list[tuple[int, d
         header = next(reader)
     except StopIteration:
         return []
+    except csv.Error as e:
+        raise DataError(f"{path}:{reader.line_num}: not valid {_format_name(delimiter)} ({e})") from None
     rows = []
-    for row in reader:
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:  # an unclosed quote, a field over the size limit
+            raise DataError(f"{path}:{reader.line_num}: not valid {_format_name(delimiter)} ({e})") from None
         lineno = reader.line_num
         if not any(cell.strip() for cell in row):
             continue
@@ -111,6 +156,10 @@ def _parse_delimited(path: Path, text: str, delimiter: str) -> list[tuple[int, d
             )
         rows.append((lineno, dict(zip(header, row))))
     return rows
+
+
+def _format_name(delimiter: str) -> str:
+    return "CSV" if delimiter == "," else "TSV"
 
 
 def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
@@ -125,8 +174,8 @@ def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return [(i + 1, row) for i, row in enumerate(table.to_pylist())]
 
 
-def load_examples(path: Path, input_field: str, target_field: str) -> list[Example]:
-    rows = read_rows(path)
+def load_examples(path: Path, input_field: str, target_field: str, encoding: str = "utf-8") -> list[Example]:
+    rows = read_rows(path, encoding)
     if not rows:
         raise DataError(f"{path}: the file holds no examples")
     examples = []
@@ -138,6 +187,12 @@ def load_examples(path: Path, input_field: str, target_field: str) -> list[Examp
                     f"{path}:{lineno}: no field {name!r}.{did_you_mean(name, row)} Fields present: {present}"
                 )
         inp, tgt = row[input_field], row[target_field]
+        for name, value in ((input_field, inp), (target_field, tgt)):
+            if isinstance(value, dict | list):
+                raise DataError(
+                    f"{path}:{lineno}: field {name!r} holds a JSON {'object' if isinstance(value, dict) else 'array'}; "
+                    "expected text or a number"
+                )
         if inp is None or tgt is None or str(tgt).strip() == "":
             raise DataError(f"{path}:{lineno}: empty {input_field if inp is None else target_field!r}")
         examples.append(Example(str(inp), str(tgt).strip()))
@@ -164,9 +219,9 @@ class FileTask(Task):
     def _load(self) -> Splits:
         o = self.options
         rng = random.Random(f"file:{o.seed}")
-        main = load_examples(self.path, o.input, o.target)
+        main = load_examples(self.path, o.input, o.target, o.encoding)
         if o.test_path:
-            test = load_examples(Path(o.test_path), o.input, o.target)
+            test = load_examples(Path(o.test_path), o.input, o.target, o.encoding)
             pool = main[:]
             rng.shuffle(pool)
             n_dev = max(1, round(len(pool) * o.dev_fraction))
@@ -180,13 +235,41 @@ class FileTask(Task):
         train, dev, test = (
             _cap(s, n, rng) for s, n in ((train, o.train_size), (dev, o.dev_size), (test, o.test_size))
         )
-        for name, split in (("train", train), ("dev", dev), ("test", test)):
-            if not split:
+        splits = self._check_overlap(Splits(train=train, dev=dev, test=test))
+        for name in ("train", "dev", "test"):
+            if not getattr(splits, name):
+                dropped = " after dropping duplicate inputs" if self.options.duplicates == "drop" else ""
                 raise DataError(
-                    f"{self.path}: the {name} split is empty ({len(main)} examples in the file); "
+                    f"{self.path}: the {name} split is empty{dropped} ({len(main)} examples in the file); "
                     "add data or change dev_fraction/test_fraction"
                 )
-        return Splits(train=train, dev=dev, test=test)
+        return splits
+
+    def _check_overlap(self, splits: Splits) -> Splits:
+        """Dev and test examples whose input an earlier split holds too: their scores measure recall, not
+        skill. Counted (recorded in the result, shown by the report), dropped, or refused, as asked."""
+        self.overlap = splits.overlap()
+        if not any(self.overlap.values()):
+            return splits
+        said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.overlap.items() if n)
+        files = self.path.name + (f" + {Path(self.options.test_path).name}" if self.options.test_path else "")
+        if self.options.duplicates == "error":
+            raise DataError(
+                f"{self.path}: duplicate inputs across splits ({said}); remove them, or set "
+                "--task-opt duplicates=drop (or warn)"
+            )
+        if self.options.duplicates == "drop":
+            train_inputs = {e.input.strip() for e in splits.train}
+            dev = [e for e in splits.dev if e.input.strip() not in train_inputs]
+            seen = train_inputs | {e.input.strip() for e in dev}
+            test = [e for e in splits.test if e.input.strip() not in seen]
+            console.print(f"[yellow]{files}: dropped duplicate inputs across splits ({said})[/yellow]")
+            return Splits(train=splits.train, dev=dev, test=test)
+        console.print(
+            f"[yellow]warning: {files}: duplicate inputs across splits ({said}); scores on them measure "
+            "recall. --task-opt duplicates=drop removes them[/yellow]"
+        )
+        return splits
 
     def _infer_kind(self, targets: list[str]) -> str:
         if self.options.kind != "auto":
@@ -214,6 +297,8 @@ class FileTask(Task):
             "path": str(self.path),
             "test_path": self.options.test_path,
             "fields": {"input": self.options.input, "target": self.options.target},
+            "overlap": self.overlap,
+            "duplicates": self.options.duplicates,
         }
 
 

@@ -1,5 +1,9 @@
-"""Teachers for distillation and preference pairs (see base.py for the contract)."""
+"""Teachers for distillation and preference pairs (see base.py for the contract).
 
-from tunebench.teachers.base import TEACHERS, Teacher, TeacherOutput
+Importing this package registers the built-in teachers in `TEACHERS`.
+"""
 
-__all__ = ["TEACHERS", "Teacher", "TeacherOutput"]
+from tunebench.teachers import local, openai_endpoint, oracle  # noqa: F401  (registration)
+from tunebench.teachers.base import TEACHERS, Teacher, TeacherOutput, build_teacher
+
+__all__ = ["TEACHERS", "Teacher", "TeacherOutput", "build_teacher"]

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tunebench.registry import Registry
+from tunebench.typed import build
 
 if TYPE_CHECKING:
     from tunebench.tasks.base import Task
@@ -55,3 +56,9 @@ class Teacher(ABC):
 
 
 TEACHERS: Registry[type[Teacher]] = Registry("teacher")
+
+
+def build_teacher(name: str, options: dict[str, Any] | None = None, where: str = "teacher") -> Teacher:
+    """The registered teacher `name` with its options checked (errors name `where` and the key)."""
+    cls = TEACHERS.get(name)
+    return cls(build(cls.Options, options or {}, where))

@@ -81,11 +81,18 @@ def collate(examples: list[Encoded], pad_id: int) -> Batch:
     return Batch(ids, mask, labels)
 
 
-def batch_stream(examples: list[Encoded], batch_size: int, seed: int, pad_id: int) -> Iterator[Batch]:
-    """Endless batches; each epoch is a fresh permutation drawn from (seed, epoch), so the order is reproducible."""
-    epoch = 0
+def batch_stream(
+    examples: list[Encoded], batch_size: int, seed: int, pad_id: int, start: int = 0
+) -> Iterator[Batch]:
+    """Endless batches; each epoch is a fresh permutation drawn from (seed, epoch), so the order is reproducible.
+
+    `start` skips that many batches without building them: where a resumed run picks the stream up.
+    """
+    n = len(examples)
+    firsts = range(0, n - batch_size + 1 if n >= batch_size else 1, batch_size)  # batch starts in an epoch
+    epoch, skip = divmod(start, len(firsts))
     while True:
-        order = np.random.default_rng([seed, epoch]).permutation(len(examples))
-        for start in range(0, len(order) - batch_size + 1 if len(order) >= batch_size else 1, batch_size):
-            yield collate([examples[i] for i in order[start : start + batch_size]], pad_id)
-        epoch += 1
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        for first in firsts[skip:]:
+            yield collate([examples[i] for i in order[first : first + batch_size]], pad_id)
+        epoch, skip = epoch + 1, 0

@@ -9,6 +9,10 @@ import torch
 
 
 def pick_device() -> torch.device:
+    from tunebench.train import distributed
+
+    if distributed.launched():  # one of several processes: its own GPU (cuda:LOCAL_RANK), or the CPU
+        return distributed.device()
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
 
 

@@ -6,6 +6,7 @@ loss function; the loop owns the budget and the measurements.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 import torch
 
 from tunebench.config import Budget
+from tunebench.train import distributed
+from tunebench.train.checkpoint import Checkpointer
 from tunebench.train.data import Batch, Encoded, batch_stream
 from tunebench.train.device import autocast
 from tunebench.train.memory import PeakMemory, release_memory
@@ -38,6 +41,11 @@ class TrainStats:
     peak_gpu_mb: float | None = None
     bf16: bool = False
     losses: list[float] = field(default_factory=list)
+    resumed_from: int | None = None
+    """The step of the checkpoint this run resumed from (None: it ran from the start)."""
+    checkpoints: int = 0
+    """Checkpoints written by this process."""
+    checkpoint_seconds: float = 0.0
 
 
 def _target_tokens(batch: Batch) -> int:
@@ -77,7 +85,9 @@ def train(
     device: torch.device,
     bf16: bool,
     on_step: Callable[[int, int, float], None] | None = None,
+    checkpoint: Checkpointer | None = None,
 ) -> TrainStats:
+    """Train for the budget's steps; with `checkpoint`, resume from its saved state and save every N steps."""
     steps = total_steps(budget, len(examples))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, budget)
@@ -89,23 +99,21 @@ def train(
         return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    stream = batch_stream(examples, budget.batch_size, seed, pad_id)
     stats = TrainStats(bf16=bf16)
+    saved = checkpoint.restore(model, optimizer, scheduler) if checkpoint is not None else None
+    if saved is not None:
+        _resume_stats(stats, saved)
+    # The stream is a pure function of (seed, position): a resumed run draws the batches it would have.
+    stream = batch_stream(examples, budget.batch_size, seed, pad_id, start=stats.steps * budget.grad_accum)
+    # Under torchrun / accelerate launch: this process's slice of each batch, gradients averaged by DDP.
+    loss_fn = distributed.data_parallel(model, loss_fn)
     model.train()
     release_memory()  # what loading freed (fp32 weights before quantization, say) must not count as training's
     with PeakMemory() as mem:
-        start = time.perf_counter()
-        for step in range(steps):
-            step_loss = 0.0
-            for _ in range(budget.grad_accum):
-                batch = next(stream).to(device)
-                with autocast(device, bf16):
-                    loss = loss_fn(model, batch)
-                (loss / budget.grad_accum).backward()
-                step_loss += loss.item() / budget.grad_accum
-                stats.examples += batch.input_ids.shape[0]
-                stats.tokens += batch.n_tokens
-                stats.target_tokens += _target_tokens(batch)
+        start, before = time.perf_counter(), stats.seconds
+        for step in range(stats.steps, steps):
+            # averaged over the processes, so that every process takes the same NaN decision below
+            step_loss = distributed.mean(_step(model, loss_fn, stream, budget, device, bf16, stats))
             if not math.isfinite(step_loss):
                 raise TrainingError(
                     f"the loss became {step_loss} at step {step + 1}; try a lower learning rate"
@@ -118,8 +126,49 @@ def train(
             stats.steps = step + 1
             if on_step is not None:
                 on_step(step + 1, steps, step_loss)
-        stats.seconds = time.perf_counter() - start
+            if checkpoint is not None and checkpoint.due(step + 1, steps):
+                stats.seconds = before + time.perf_counter() - start - checkpoint.seconds
+                stats.peak_rss_mb, stats.peak_gpu_mb = _peaks(stats, mem)
+                checkpoint.save(step + 1, model, optimizer, scheduler, dataclasses.asdict(stats))
+        # Writing checkpoints is the harness's cost, not the method's: it is left out of training time.
+        stats.seconds = before + time.perf_counter() - start - (checkpoint.seconds if checkpoint else 0.0)
     model.eval()
     stats.tokens_per_s = stats.tokens / stats.seconds if stats.seconds > 0 else 0.0
-    stats.peak_rss_mb, stats.peak_gpu_mb = mem.peak_rss_mb, mem.peak_gpu_mb
+    stats.peak_rss_mb, stats.peak_gpu_mb = _peaks(stats, mem)
+    if checkpoint is not None:
+        stats.checkpoints, stats.checkpoint_seconds = checkpoint.written, checkpoint.seconds
     return stats
+
+
+def _step(model, loss_fn: LossFn, stream, budget: Budget, device, bf16: bool, stats: TrainStats) -> float:
+    """One optimizer step's forward and backward passes (grad_accum micro-batches); the mean loss."""
+    step_loss = 0.0
+    for _ in range(budget.grad_accum):
+        batch = next(stream).to(device)
+        with autocast(device, bf16):
+            loss = loss_fn(model, batch)
+        (loss / budget.grad_accum).backward()
+        step_loss += loss.item() / budget.grad_accum
+        stats.examples += batch.input_ids.shape[0]
+        stats.tokens += batch.n_tokens
+        stats.target_tokens += _target_tokens(batch)
+    return step_loss
+
+
+def _resume_stats(stats: TrainStats, saved: dict) -> None:
+    """The statistics of the steps done before the interruption (time spent after the checkpoint is lost)."""
+    for key, value in saved["stats"].items():
+        if key in _RESUMED:
+            setattr(stats, key, value)
+    stats.resumed_from = saved["step"]
+
+
+#: TrainStats fields carried over from a checkpoint.
+_RESUMED = ("seconds", "steps", "examples", "tokens", "target_tokens", "losses", "peak_rss_mb", "peak_gpu_mb")
+
+
+def _peaks(stats: TrainStats, mem: PeakMemory) -> tuple[float, float | None]:
+    """This process's peaks, or the interrupted one's where it was higher."""
+    rss = max(stats.peak_rss_mb, mem.peak_rss_mb)
+    gpu = [g for g in (stats.peak_gpu_mb, mem.peak_gpu_mb) if g is not None]
+    return rss, max(gpu) if gpu else None

@@ -1,0 +1,119 @@
+"""Online RL with a verifiable reward: GRPO (Shao et al., 2024) through TRL's GRPOTrainer.
+
+For each training prompt the model samples a group of answers; each answer's reward is 1 when the task's own
+answer extraction reads the gold answer from it and 0 otherwise, and the policy moves toward the answers
+that beat their group's mean. No reward model, no value network: the "RLHF" contrast to DPO, slower (it
+generates during training) and more sensitive to its settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from tunebench.errors import UnsupportedError
+from tunebench.objectives.base import OBJECTIVES, Objective
+from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
+from tunebench.train.loop import total_steps
+from tunebench.typed import require
+
+if TYPE_CHECKING:
+    from tunebench.config import Budget
+    from tunebench.methods.base import Context
+    from tunebench.methods.tuning import ModelMethod
+    from tunebench.models.zoo import ResolvedModel
+    from tunebench.tasks.base import Task
+    from tunebench.train.loop import TrainStats
+
+RL_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "kl")
+
+
+@dataclass
+class RlOptions:
+    generations: int = 4
+    """Answers sampled per prompt (GRPO's group); the batch (batch_size × grad_accum) must be a multiple."""
+    temperature: float = 1.0
+    """Sampling temperature of those answers."""
+    kl: float = 0.0
+    """Weight of the KL penalty toward the starting model (TRL's GRPO β; 0: none, TRL's default)."""
+
+    def check(self, where: str) -> None:
+        require(
+            self.generations >= 2, f"{where}.generations", "GRPO compares answers within a group: at least 2"
+        )
+        require(self.temperature > 0, f"{where}.temperature", "must be positive")
+        require(self.kl >= 0, f"{where}.kl", "must be 0 or more")
+
+    def check_budget(self, budget: Budget, where: str) -> None:
+        per_step = budget.batch_size * budget.grad_accum
+        require(
+            per_step % self.generations == 0,
+            f"{where}.generations",
+            f"the batch (batch_size × grad_accum = {per_step}) must be a multiple of generations "
+            f"({self.generations}): each step scores whole groups of answers",
+        )
+
+
+@OBJECTIVES.register("rl")
+class Rl(Objective):
+    name = "rl"
+    summary = "online RL (GRPO via TRL) with a verifiable reward: 1 when the answer is right"
+    Options = RlOptions
+
+    def check(self, task: Task, model: ResolvedModel) -> None:
+        super().check(task, model)
+        if task.kind != "generation":
+            raise UnsupportedError(f"rl rewards generated answers; {task.name} is a {task.kind} task")
+
+    def fit(self, method: ModelMethod, ctx: Context) -> TrainStats:
+        from datasets import Dataset
+        from trl import GRPOConfig, GRPOTrainer
+
+        task = ctx.task
+        rows = [{"prompt": method.render(task, e.input), "target": e.target} for e in ctx.splits.train]
+
+        budget = ctx.budget
+        per_step = budget.batch_size * budget.grad_accum
+        # a step trains on batch_size answers, i.e. batch_size / generations prompts
+        steps = total_steps(budget, len(rows) * self.options.generations)
+        with scratch_dir(ctx) as tmp:
+            args = GRPOConfig(
+                **config_kwargs(budget, steps, ctx, tmp / "out"),
+                num_generations=self.options.generations,
+                max_completion_length=method.max_new_tokens(task),
+                temperature=self.options.temperature,
+                beta=self.options.kl,
+                disable_dropout=True,
+            )
+            trainer = GRPOTrainer(
+                model=method.model,
+                reward_funcs=answer_reward(task),
+                args=args,
+                train_dataset=Dataset.from_list(rows),
+                processing_class=method.tokenizer,
+            )
+            stats = run_trainer(trainer, ctx, examples_per_step=per_step)
+            self.info.update(
+                generations=self.options.generations,
+                prompts_seen=stats.steps * per_step // self.options.generations,
+                rl_metrics=last_logged(trainer, RL_METRICS),
+                first_reward=_first_logged(trainer, "reward"),
+            )
+            del trainer
+        return stats
+
+
+def answer_reward(task: Task):
+    """TRL reward function: 1.0 when the task reads the gold answer (column `target`) in a completion."""
+
+    def correct(prompts: list[str], completions: list[str], target: list[str], **_: object) -> list[float]:
+        return [float(task.answer(c) == task.answer(t)) for c, t in zip(completions, target, strict=True)]
+
+    return correct
+
+
+def _first_logged(trainer, key: str) -> float | None:
+    for entry in trainer.state.log_history:
+        if key in entry:
+            return float(entry[key])
+    return None

@@ -1,0 +1,64 @@
+"""Supervised training on given (prompt, target) texts with tunebench's own loop, so that distillation and
+the SFT phase before DPO are measured exactly like plain fine-tuning (same loss, schedule and counters)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from tunebench.train.data import encode
+from tunebench.train.loop import TrainStats, train
+
+if TYPE_CHECKING:
+    from tunebench.config import Budget
+    from tunebench.methods.base import Context
+    from tunebench.methods.tuning import ModelMethod
+
+
+def supervised(
+    method: ModelMethod, ctx: Context, prompts: list[str], targets: list[str], budget: Budget
+) -> tuple[TrainStats, int]:
+    """(what training cost, how many examples were truncated)."""
+    examples, truncated = encode(method.tokenizer, prompts, targets, budget.max_length)
+    stats = train(
+        method.model,
+        method.head.loss_fn(method),
+        examples,
+        budget,
+        seed=ctx.seed,
+        pad_id=method.tokenizer.pad_token_id,
+        device=ctx.device,
+        bf16=ctx.bf16,
+        on_step=ctx.on_train_step,
+    )
+    return stats, truncated
+
+
+def combine(first: TrainStats, second: TrainStats) -> TrainStats:
+    """Two training phases (SFT then DPO) as one cost: times, steps and tokens add, peaks take the larger."""
+    seconds = first.seconds + second.seconds
+    tokens = first.tokens + second.tokens
+    gpu = [m for m in (first.peak_gpu_mb, second.peak_gpu_mb) if m is not None]
+    return TrainStats(
+        seconds=seconds,
+        steps=first.steps + second.steps,
+        examples=first.examples + second.examples,
+        tokens=tokens,
+        target_tokens=first.target_tokens + second.target_tokens,
+        tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
+        peak_rss_mb=max(first.peak_rss_mb, second.peak_rss_mb),
+        peak_gpu_mb=max(gpu) if gpu else None,
+        bf16=first.bf16 or second.bf16,
+        losses=first.losses + second.losses,
+    )
+
+
+def phase(stats: TrainStats) -> dict:
+    """A phase's cost for result.json's objective record."""
+    return {
+        "steps": stats.steps,
+        "seconds": stats.seconds,
+        "tokens": stats.tokens,
+        "peak_rss_mb": stats.peak_rss_mb,
+        "peak_gpu_mb": stats.peak_gpu_mb,
+        "final_loss": stats.losses[-1] if stats.losses else None,
+    }

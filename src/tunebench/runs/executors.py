@@ -1,0 +1,355 @@
+"""Where the runs of a grid execute: here, one after the other (`local`), or as Ray tasks (`ray`).
+
+Both executors walk the same grid (model × method, then the seeds of each) and write the same run store;
+the result records come back in grid order.
+
+- local: this process. Under a multi-process launch (torchrun / accelerate launch) every process runs
+  every run together (train/distributed.py); the main process decides what is finished and is the only
+  one that writes to the run store.
+- ray: each run is a Ray task with the resources of its method's spec (`resources:` cpus, gpus, memory).
+  The task writes its run folder, as a local run would, and returns the record. A learning-rate search is
+  a task of its own, with the same resources, and the runs of its method start when it is done. A task
+  that raises or whose worker dies is recorded as failed, with the reason, by the driver; the others go
+  on. Runs that finished earlier are skipped by the driver without starting a task.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from tunebench.config import ExperimentSpec, MethodSpec, Resources
+from tunebench.errors import SpecError, TunebenchError
+from tunebench.models import ResolvedModel
+from tunebench.runs import store
+from tunebench.runs.progress import RunProgress
+from tunebench.runs.record import base_record
+from tunebench.runs.runner import Cell, _with_selected_lr, cell_config, needs_lr_search, run_cell
+from tunebench.tasks import Splits, Task
+from tunebench.train import distributed
+from tunebench.ui import console
+
+EXECUTORS = ("local", "ray")
+
+
+@dataclass
+class Grid:
+    """Everything the runs of one experiment share, and where their records go."""
+
+    spec: ExperimentSpec
+    task: Task
+    splits: Splits
+    models: list[ResolvedModel]
+    exp_dir: Path
+    """Absolute: a Ray worker may start in another folder."""
+    force: bool
+    progress: RunProgress
+    on_result: Callable[[dict, Path], None] = lambda record, folder: None
+    """Called in this process with each run's record and folder (the tracker's hook)."""
+
+    @property
+    def total(self) -> int:
+        return len(self.models) * len(self.spec.methods) * len(self.spec.seeds)
+
+    def groups(self) -> Iterator[tuple[ResolvedModel, MethodSpec, list[tuple[int, int]]]]:
+        """(model, method, [(index in the grid from 1, seed), …]) in grid order."""
+        index = 0
+        for model in self.models:
+            for method in self.spec.methods:
+                seeds = [(index + i + 1, seed) for i, seed in enumerate(self.spec.seeds)]
+                index += len(seeds)
+                yield model, method, seeds
+
+    def finished(self, cell: Cell) -> tuple[str, dict | None]:
+        """The cell's config hash, and its earlier result when it finished with the same config."""
+        digest = store.config_hash(cell_config(cell, self.spec, self.task, self.splits))
+        folder = self.exp_dir / cell.name
+        if not self.force and store.is_finished(folder, digest):
+            return digest, store.read_result(folder / store.RESULT)
+        return digest, None
+
+
+class Executor(Protocol):
+    def run(self, grid: Grid) -> list[dict]: ...
+
+
+def make_executor(name: str, ray_address: str | None = None) -> Executor:
+    if name == "local":
+        if ray_address:
+            raise SpecError("--ray-address is given but --executor is local; add --executor ray")
+        return LocalExecutor()
+    if name == "ray":
+        return RayExecutor(ray_address)
+    from tunebench.errors import did_you_mean
+
+    raise SpecError(
+        f"--executor {name!r}: unknown executor.{did_you_mean(name, EXECUTORS)} Known: local, ray"
+    )
+
+
+class LocalExecutor:
+    def run(self, grid: Grid) -> list[dict]:
+        spec = grid.spec
+        results = []
+        with _scratch() as scratch:
+            for model, method_spec, seeds in grid.groups():
+                chosen, selection = _with_selected_lr(
+                    model, method_spec, spec, grid.task, grid.splits, grid.exp_dir, grid.force, grid.progress
+                )
+                for index, seed in seeds:
+                    cell = Cell(model, chosen, seed)
+                    record = self._run(cell, grid, index, selection, scratch)
+                    if distributed.is_main():
+                        grid.on_result(record, grid.exp_dir / cell.name)
+                    results.append(record)
+        return results
+
+    def _run(self, cell: Cell, grid: Grid, index: int, selection: dict | None, scratch: Path) -> dict:
+        exp_dir = grid.exp_dir
+        if distributed.launched():
+            # Every process must take the same decision, or one would wait forever for the others in
+            # training: the main process's view of the store decides.
+            _, earlier = grid.finished(cell)
+            if distributed.from_main(earlier is not None):
+                grid.progress.skip(cell.name, index, grid.total)
+                return store.read_result(grid.exp_dir / cell.name / store.RESULT)
+            exp_dir = grid.exp_dir if distributed.is_main() else scratch
+        return run_cell(
+            cell, grid.spec, grid.task, grid.splits, exp_dir, force=grid.force, progress=grid.progress,
+            index=index, total=grid.total, selection=selection,
+        )  # fmt: skip
+
+
+class _scratch:
+    """A private folder for the files of a process that is not the main one (deleted at the end)."""
+
+    def __enter__(self) -> Path:
+        self.path = Path(tempfile.mkdtemp(prefix=f"tunebench-rank{distributed.rank()}-"))
+        return self.path
+
+    def __exit__(self, *exc: object) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# -- Ray ---------------------------------------------------------------------------------------------------
+
+
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise TunebenchError(
+            "--executor ray needs Ray, which is not installed: pip install 'tunebench[ray]'"
+        ) from None
+    return ray
+
+
+def _ray_run_cell(shared, cell: Cell, exp_dir: Path, force: bool, index: int, total: int, selection):
+    """A Ray task: one run, written to its folder like a local one; returns the record."""
+    _use_cpus(cell.method.resources)
+    spec, task, splits = shared
+    return run_cell(
+        cell, spec, task, splits, exp_dir, force=force, progress=RunProgress(), index=index, total=total,
+        selection=selection,
+    )  # fmt: skip
+
+
+def _ray_select(shared, model: ResolvedModel, method_spec: MethodSpec, exp_dir: Path, force: bool):
+    """A Ray task: the learning-rate search of one (model, method); returns (chosen spec, selection)."""
+    _use_cpus(method_spec.resources)
+    spec, task, splits = shared
+    return _with_selected_lr(model, method_spec, spec, task, splits, exp_dir, force, RunProgress())
+
+
+def _use_cpus(resources: Resources) -> None:
+    """Threads for the cores the task asked for: Ray reserves them but does not stop torch from using
+    every core of the node, which would make runs placed side by side slow each other down."""
+    import torch
+
+    torch.set_num_threads(max(1, int(resources.cpus)))
+
+
+class RayExecutor:
+    def __init__(self, address: str | None = None) -> None:
+        self.address = address
+        self.ray = _import_ray()
+
+    def run(self, grid: Grid) -> list[dict]:
+        ray = self.ray
+        self._connect()
+        cluster = ray.cluster_resources()
+        shared = ray.put((grid.spec, grid.task, grid.splits))  # sent to the object store once, not per task
+        run_task = ray.remote(max_retries=0)(_ray_run_cell)  # a retry would hide a crash and cost its time
+        select_task = ray.remote(max_retries=0)(_ray_select)
+        results: dict[int, dict] = {}
+        pending: dict[Any, tuple] = {}
+
+        def done(index: int, cell: Cell, record: dict) -> None:
+            results[index] = record
+            grid.on_result(record, grid.exp_dir / cell.name)
+
+        def fail_all(model: ResolvedModel, method_spec: MethodSpec, seeds: list, reason: str) -> None:
+            for index, seed in seeds:
+                cell = Cell(model, method_spec, seed)
+                done(index, cell, self._failed(cell, grid, None, reason))
+
+        def submit(model: ResolvedModel, chosen: MethodSpec, seeds: list, selection: dict | None) -> None:
+            for index, seed in seeds:
+                cell = Cell(model, chosen, seed)
+                _, earlier = grid.finished(cell)
+                if earlier is not None:
+                    grid.progress.skip(cell.name, index, grid.total)
+                    done(index, cell, earlier)
+                    continue
+                try:
+                    options = task_options(chosen.resources, cluster, f"methods ({chosen.name}).resources")
+                except TunebenchError as e:
+                    done(index, cell, self._failed(cell, grid, selection, str(e)))
+                    continue
+                console.print(f"[bold][{index}/{grid.total}] {cell.name}[/bold]: started on Ray")
+                ref = run_task.options(**options).remote(
+                    shared, cell, grid.exp_dir, grid.force, index, grid.total, selection
+                )
+                pending[ref] = ("run", index, cell, selection)
+
+        for model, method_spec, seeds in grid.groups():
+            if needs_lr_search(method_spec):
+                try:
+                    options = task_options(
+                        method_spec.resources, cluster, f"methods ({method_spec.name}).resources"
+                    )
+                except TunebenchError as e:
+                    fail_all(model, method_spec, seeds, str(e))
+                    continue
+                ref = select_task.options(**options).remote(
+                    shared, model, method_spec, grid.exp_dir, grid.force
+                )
+                pending[ref] = ("select", model, method_spec, seeds)
+            else:
+                submit(model, method_spec, seeds, None)
+
+        while pending:
+            [ref], _ = ray.wait(list(pending), num_returns=1)
+            kind, *rest = pending.pop(ref)
+            if kind == "select":
+                model, method_spec, seeds = rest
+                try:
+                    chosen, selection = ray.get(ref)
+                except Exception as e:  # the search's worker died: its runs cannot start
+                    fail_all(model, method_spec, seeds, "the learning-rate search failed: " + _ray_failure(e))
+                    continue
+                submit(model, chosen, seeds, selection)
+            else:
+                index, cell, selection = rest
+                try:
+                    record = ray.get(ref)
+                except Exception as e:  # raised outside the run's own error handling, or the worker died
+                    record = self._failed(cell, grid, selection, _ray_failure(e))
+                _report(record, index, grid.total)
+                done(index, cell, record)
+        return [results[i] for i in sorted(results)]
+
+    def _connect(self) -> None:
+        """Join the cluster at --ray-address, or start a local Ray (unless this process already joined one)."""
+        ray = self.ray
+        if ray.is_initialized():
+            return
+        import tunebench
+
+        source = str(Path(tunebench.__file__).resolve().parents[1])
+        if self.address:
+            # The cluster's workers get this tunebench (the package folder is uploaded); its dependencies
+            # (torch, transformers, …) must be installed there.
+            env = {"py_modules": [str(Path(tunebench.__file__).resolve().parent)]}
+        else:
+            # Workers are started with this Python; PYTHONPATH makes them import this source tree.
+            env = {"env_vars": {"PYTHONPATH": source, "TOKENIZERS_PARALLELISM": "false"}}
+        try:
+            ray.init(address=self.address, runtime_env=env, include_dashboard=False, log_to_driver=True)
+        except Exception as e:
+            where = f"--ray-address {self.address}" if self.address else "a local Ray instance"
+            raise TunebenchError(f"{where}: Ray did not start ({type(e).__name__}: {e})") from None
+
+    def _failed(self, cell: Cell, grid: Grid, selection: dict | None, reason: str) -> dict:
+        """Record a run that failed outside its own error handling, in its run folder."""
+        config = cell_config(cell, grid.spec, grid.task, grid.splits)
+        record = base_record(config, store.config_hash(config))
+        record["error"], record["selection"] = reason, selection
+        folder = grid.exp_dir / cell.name
+        folder.mkdir(parents=True, exist_ok=True)
+        store.write_json_atomic(folder / store.RESULT, record)
+        return record
+
+
+def task_options(resources: Resources, cluster: dict[str, float], where: str) -> dict[str, Any]:
+    """Ray's resource request for one run; an error, rather than a task that waits forever, when the
+    cluster has less than that in all."""
+    gpus = resources.gpus if resources.gpus is not None else (1.0 if cluster.get("GPU", 0) >= 1 else 0.0)
+    memory_mb = resources.memory_mb(where)
+    wanted = {"CPU": resources.cpus, "GPU": gpus, "memory": (memory_mb or 0) * 2**20}
+    for key, amount in wanted.items():
+        if amount and amount > cluster.get(key, 0):
+            have = cluster.get(key, 0)
+            if key == "memory":
+                amount, have = f"{amount / 2**20:.0f} MB", f"{have / 2**20:.0f} MB"
+            else:
+                amount, have = f"{amount:g}", f"{have:g}"
+            raise TunebenchError(
+                f"{where}: a run asks for {amount} {key}, and the Ray cluster has {have} in all"
+            )
+    options: dict[str, Any] = {"num_cpus": resources.cpus, "num_gpus": gpus}
+    if memory_mb:
+        options["memory"] = int(memory_mb * 2**20)
+    return options
+
+
+def _ray_failure(e: Exception) -> str:
+    """What went wrong in a Ray task, in a line: the task's own exception, or how its worker died."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, Exception):
+        return f"{type(cause).__name__}: {cause}"
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return f"the Ray worker running this run died ({type(e).__name__}: {first})"
+
+
+def _report(record: dict, index: int, total: int) -> None:
+    name = store.run_name(record["model"], record["method"], record["seed"])
+    if record["status"] == "ok":
+        metric = record["primary_metric"]
+        console.print(
+            f"[{index}/{total}] {name}: [green]done[/green] {metric} {record['metrics'][metric]:.1%}"
+        )
+    else:
+        console.print(f"[{index}/{total}] {name}: [red]failed[/red]: {record['error']}")
+
+
+def for_launch(spec: ExperimentSpec) -> ExperimentSpec:
+    """The spec as one of several processes of a torchrun / accelerate launch runs it.
+
+    A learning-rate search is refused (its cache would have to be shared by every process), and training
+    checkpoints are off: each process would have to resume from the same one, and only the main process
+    writes. Both are single-process features for now (docs/distributed.md).
+    """
+    if not distributed.launched():
+        return spec
+    for m in spec.methods:
+        if needs_lr_search(m):
+            raise SpecError(
+                f"{spec.source}: methods ({m.name}).lr_grid: a learning-rate search runs in one process; "
+                "choose the learning rate in a single-process run, then set budget.lr for this launch"
+            )
+    world = distributed.world_size()
+    for m in spec.methods:
+        if m.budget.batch_size % world:
+            raise SpecError(
+                f"{spec.source}: methods ({m.name}).batch_size: {m.budget.batch_size} examples cannot be "
+                f"shared evenly by {world} processes; use a multiple of {world}"
+            )
+    if not hasattr(spec.budget, "checkpoint_every"):
+        return spec
+    methods = [replace(m, budget=replace(m.budget, checkpoint_every=0)) for m in spec.methods]
+    return replace(spec, methods=methods, budget=replace(spec.budget, checkpoint_every=0))
