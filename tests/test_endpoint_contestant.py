@@ -93,6 +93,14 @@ def test_an_endpoint_competes_with_prompting_and_records_its_cost(tmp_path):
         local = result(exp, "tiny-llama--lora--s0")
         assert local["status"] == "ok" and local["params"]["total"] > 0 and local["usage"] is None
         assert (exp / "report.html").exists()
+        # The report puts the endpoint's cost beside the local model's weights: tokens per 1k examples.
+        from tunebench.report import make_report
+        from tunebench.report.data import API_COLUMN
+
+        entries = {(e.model, e.method): e for e in make_report(exp).entries}
+        api = entries[("openai-standin", "few-shot")]
+        assert api.extra[API_COLUMN] == f"{few['usage']['per_1k_examples']['prompt_tokens'] + 1000:,.0f}"
+        assert API_COLUMN not in entries[("tiny-llama", "lora")].extra
         # A rerun reuses the finished runs: the endpoint is not asked again.
         compare(tmp_path, server.base_url)
         assert server.requests == sent

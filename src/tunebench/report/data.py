@@ -23,6 +23,12 @@ from tunebench.report.table import BudgetCheck, Entry, budget_check, leaderboard
 MAX_DISAGREEMENTS = 200
 
 Column = Callable[[Entry, list[dict[str, Any]]], str | None]
+#: Shown when a model behind an OpenAI-compatible endpoint took part: its cost per 1,000 test examples.
+API_COLUMN = "API tokens / 1k ex"
+
+
+def _api_cell(entry: Entry, results: list[dict[str, Any]]) -> str | None:
+    return None if entry.api_tokens_per_1k is None else f"{entry.api_tokens_per_1k:,.0f}"
 
 
 @dataclass
@@ -84,6 +90,8 @@ def build_report(
 ) -> ReportData:
     constraints = constraints or Constraints()
     entries = leaderboard(runs)
+    if any(e.api_tokens_per_1k is not None for e in entries):  # an endpoint's cost is tokens, not weights
+        columns = {API_COLUMN: _api_cell, **(columns or {})}
     by_key = _results_by_entry(runs)
     for name, column in (columns or {}).items():
         for e in entries:

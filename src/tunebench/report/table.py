@@ -63,6 +63,8 @@ class Entry:
     selection: dict[str, Any] | None = None
     dev_curve: list[tuple[int, float]] = field(default_factory=list)
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
+    api_tokens_per_1k: float | None = None
+    """For a model behind an endpoint: prompt + completion tokens per 1,000 test examples, as it reported."""
     extra: dict[str, str] = field(default_factory=dict)
     """Columns added by callers (a cost-at-scale estimate, say), rendered after the built-in ones."""
 
@@ -155,7 +157,14 @@ def entry_from_runs(model: str, method: str, runs: list[RunData]) -> Entry:
     entry.selection = results[0].get("selection")
     entry.loss_curve = _mean_curve([r.losses for r in ok if r.losses])
     entry.dev_curve = _mean_curve([_get(r, "train", "dev_curve") or [] for r in results])
+    entry.api_tokens_per_1k = _mean([_api_tokens(r) for r in results])
     return entry
+
+
+def _api_tokens(result: dict[str, Any]) -> float | None:
+    per_1k = _get(result, "usage", "per_1k_examples") or {}
+    prompt, completion = per_1k.get("prompt_tokens"), per_1k.get("completion_tokens")
+    return None if prompt is None or completion is None else prompt + completion
 
 
 #: Entry field → where it is in result.json; averaged over seeds.
