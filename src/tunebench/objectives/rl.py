@@ -1,9 +1,11 @@
-"""Online RL with a verifiable reward: GRPO (Shao et al., 2024) through TRL's GRPOTrainer.
+"""Online RL with a verifiable reward or a reward model: GRPO (Shao et al., 2024) through TRL's GRPOTrainer.
 
 For each training prompt the model samples a group of answers; each answer's reward is 1 when the task's own
 answer extraction reads the gold answer from it and 0 otherwise, and the policy moves toward the answers
-that beat their group's mean. No reward model, no value network: the "RLHF" contrast to DPO, slower (it
-generates during training) and more sensitive to its settings.
+that beat their group's mean. No value network: the "RLHF" contrast to DPO, slower (it generates during
+training) and more sensitive to its settings. With `reward_model` (a sequence-classification model with one
+output, e.g. one trained on preference pairs), that model's score of prompt + answer is the reward instead:
+the case of tasks whose answers cannot be checked.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ class RlOptions:
     """Sampling temperature of those answers."""
     kl: float = 0.0
     """Weight of the KL penalty toward the starting model (TRL's GRPO β; 0: none, TRL's default)."""
+    reward_model: str = ""
+    """A reward model (a registered model, a local folder or a hub id: a sequence classifier whose single
+    output scores prompt + answer); empty: the verifiable reward (1 when the answer is right)."""
 
     def check(self, where: str) -> None:
         require(
@@ -57,7 +62,7 @@ class RlOptions:
 @OBJECTIVES.register("rl")
 class Rl(Objective):
     name = "rl"
-    summary = "online RL (GRPO via TRL) with a verifiable reward: 1 when the answer is right"
+    summary = "online RL (GRPO via TRL): reward 1 when the answer is right, or a reward model's score"
     Options = RlOptions
 
     def check(self, task: Task, model: ResolvedModel) -> None:
@@ -85,9 +90,11 @@ class Rl(Objective):
                 beta=self.options.kl,
                 disable_dropout=True,
             )
+            reward, reward_tokenizer = self._reward(task)
             trainer = GRPOTrainer(
                 model=method.model,
-                reward_funcs=answer_reward(task),
+                reward_funcs=reward,
+                reward_processing_classes=reward_tokenizer,
                 args=args,
                 train_dataset=Dataset.from_list(rows),
                 processing_class=method.tokenizer,
@@ -98,9 +105,32 @@ class Rl(Objective):
                 prompts_seen=stats.steps * per_step // self.options.generations,
                 rl_metrics=last_logged(trainer, RL_METRICS),
                 first_reward=_first_logged(trainer, "reward"),
+                reward=self.options.reward_model or "verifiable: the task reads the gold answer",
             )
             del trainer
         return stats
+
+    def _reward(self, task: Task):
+        """(reward function or model, its tokenizer or None) for GRPOTrainer."""
+        if not self.options.reward_model:
+            return answer_reward(task), None
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from tunebench.models import resolve_model
+
+        path = resolve_model(self.options.reward_model).path
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        if model.config.num_labels != 1:
+            raise UnsupportedError(
+                f"reward_model {self.options.reward_model}: a reward model gives one score, "
+                f"this one has {model.config.num_labels} outputs"
+            )
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        if tokenizer.pad_token is None:  # the reward model scores batches of different lengths
+            tokenizer.pad_token = tokenizer.eos_token
+        model.config.pad_token_id = tokenizer.pad_token_id
+        model.requires_grad_(False)
+        return [model], [tokenizer]
 
 
 def answer_reward(task: Task):
