@@ -10,7 +10,7 @@ for its recommendation. This module makes them:
 - "at 7B · A100-80GB" (with `--target-model 7B --target-device A100-80GB`): the estimated peak of each
   method, with its options and batch, at the target size, and whether it fits (with gradient
   checkpointing when it fits only so).
-- `InReport.add_sentence`: what the recommended method (and full fine-tuning, when it was compared) would cost at
+- `InReport.add_sentence`: what the recommended method (and the one training the most weights) would cost at
   that size, for the recommendation.
 """
 
@@ -71,10 +71,12 @@ class InReport:
         best = report.recommendation.best
         if best is None or not self.arch or not self.device:
             return
-        # the best, the first method tied with it, and full fine-tuning: the choices a reader weighs
+        # the best, the first method tied with it, and the one that trains the most weights (full
+        # fine-tuning, when it was compared): the choices a reader weighs
         rec = report.recommendation
-        full = [e for e in report.entries if e.method == "full" and e.ok]
-        shown = list({id(e): e for e in [best, *rec.runners_up[:1], *full[:1]]}.values())
+        trained = [e for e in report.entries if e.ok and e.trainable]
+        costliest = [max(trained, key=lambda e: e.trainable)] if trained else []
+        shown = list({id(e): e for e in [best, *rec.runners_up[:1], *costliest]}.values())
         parts = []
         for e in shown:
             est = self._at_scale.get((e.model, e.method))
