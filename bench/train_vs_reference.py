@@ -1,7 +1,7 @@
 """tunebench's training against the plain way: a hand-written transformers Trainer + PEFT script.
 
     python bench/train_vs_reference.py [--steps 40] [--methods lora,full] [--quick] [--no-metric]
-                                       [--random-init FOLDER] [--peak] [--tunebench-only]
+                                       [--random-init FOLDER] [--peak] [--tunebench-only] [--same-draw]
 
 The reference is what a user writes from the Hugging Face docs: the model loaded in fp32, PEFT LoRA with its
 defaults plus the rank and targets below (or no PEFT for `full`), every example tokenized as
@@ -18,6 +18,16 @@ the ratio is measured under the same load. Throughput counts non-padding tokens 
 wall time of training (tokenization and optimizer creation included on both sides; model loading excluded).
 Both trained models are scored by the same code: tunebench's batched greedy generation on the test split
 and the task's exact-match scorer.
+
+--same-draw: the quality check. By default the two sides draw differently, as two users' scripts would:
+Trainer's own shuffling, LoRA's initialisation from Trainer's seed, Trainer's warm-up from lr 0. At 40 steps
+those draws move exact match by several points, so a single pair cannot say whether the two reach the same
+quality. With --same-draw the reference is given tunebench's draw and nothing else changes: the training
+examples in tunebench's order (Trainer's sampler made sequential), the LoRA weights tunebench initialised
+(copied in before training), and tunebench's warm-up (linear from 1/(w+1), then the same cosine). What is
+left between the two is the arithmetic: padding to 64 and logits at every position change the shapes and the
+order of the float sums, not the function being optimised. The throughput ratio holds either way (the draw
+costs nothing), so the run prints both.
 
 --random-init FOLDER: a folder with a model's config.json and tokenizer files but no weights (gpu_kit/
 smollm2-shape/); the model is built at random from the config (seed 0) and saved to a temporary folder
@@ -104,11 +114,63 @@ def reference_dataset(tokenizer, prompts: list[str], answers: list[str], max_len
     return rows
 
 
+@dataclass
+class Draw:
+    """tunebench's draw, handed to the reference with --same-draw."""
+
+    order: list[int]
+    """Indices of the training examples in the order tunebench's batch stream takes them."""
+    init: dict[str, torch.Tensor]
+    """The trainable weights as tunebench initialised them (LoRA's A and B), by parameter name."""
+    schedule: object
+    """step → learning-rate factor, tunebench's warm-up and cosine."""
+
+
+def tunebench_draw(method: str, model_path: str, task, splits, args) -> Draw:
+    """tunebench's example order, adapter initialisation and schedule for this run (nothing is trained)."""
+    import math
+
+    import numpy as np
+
+    n, steps, batch = len(splits.train), args.steps, args.batch_size
+    per_epoch = n // batch
+    order: list[int] = []
+    for epoch in range(math.ceil(steps / per_epoch)):  # as train.data.batch_stream draws them
+        order += np.random.default_rng([args.seed, epoch]).permutation(n)[: per_epoch * batch].tolist()
+    init = {}
+    if method == "lora":
+        prepared = tunebench_method(method, model_path, task, splits, args)[0]
+        init = {k: v.detach().clone() for k, v in prepared.model.named_parameters() if v.requires_grad}
+        del prepared
+    warmup = int(0.1 * steps)
+
+    def schedule(step: int) -> float:  # train.loop's
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return 0.5 * (1 + math.cos(math.pi * (step - warmup) / max(1, steps - warmup)))
+
+    return Draw(order[: steps * batch], init, schedule)
+
+
 def reference_train(
-    method: str, model_path: str, task, splits, args, bf16: bool
+    method: str, model_path: str, task, splits, args, bf16: bool, draw: Draw | None = None
 ) -> tuple[Side, object, object]:
     from peft import LoraConfig, get_peft_model
+    from torch.utils.data import SequentialSampler
     from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainingArguments
+
+    class SameDrawTrainer(Trainer):
+        """Trainer taking the examples in the given order and tunebench's warm-up (--same-draw only)."""
+
+        def _get_train_sampler(self, *_args, **_kwargs):
+            return SequentialSampler(self.train_dataset)
+
+        def create_scheduler(self, num_training_steps, optimizer=None):
+            if self.lr_scheduler is None:
+                self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(
+                    optimizer or self.optimizer, draw.schedule
+                )
+            return self.lr_scheduler
 
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     tokenizer.pad_token = tokenizer.eos_token
@@ -118,6 +180,14 @@ def reference_train(
             r=LORA["r"], lora_alpha=LORA["alpha"], target_modules="all-linear", task_type="CAUSAL_LM"
         )
         model = get_peft_model(model, config)
+    if draw is not None and draw.init:
+        names = dict(model.named_parameters())
+        missing = sorted(set(draw.init) - set(names))
+        if missing:
+            raise SystemExit(f"--same-draw: the reference has no parameter {missing[0]} (PEFT names differ)")
+        with torch.no_grad():
+            for name, value in draw.init.items():
+                names[name].copy_(value)
     side = Side("reference")
     collator = CountingCollator()
     with tempfile.TemporaryDirectory(prefix="tunebench-reference-") as out:
@@ -130,17 +200,17 @@ def reference_train(
             lr_scheduler_type="cosine",
             bf16=bf16,
             seed=args.seed,
-            logging_steps=max(1, args.steps // 4),
+            logging_steps=1 if draw is not None else max(1, args.steps // 4),  # per-step losses to compare
             disable_tqdm=True,
         )
         start = time.perf_counter()
+        train = splits.train if draw is None else [splits.train[i] for i in draw.order]
         dataset = reference_dataset(
-            tokenizer,
-            [task.prompt(e.input) for e in splits.train],
-            [e.target for e in splits.train],
-            args.max_length,
+            tokenizer, [task.prompt(e.input) for e in train], [e.target for e in train], args.max_length
         )
-        trainer = Trainer(model=model, args=training_args, train_dataset=dataset, data_collator=collator)
+        trainer = (Trainer if draw is None else SameDrawTrainer)(
+            model=model, args=training_args, train_dataset=dataset, data_collator=collator
+        )
         trainer.train()
         if torch.cuda.is_available():
             torch.cuda.synchronize()
@@ -172,7 +242,8 @@ def reference_metric(model, tokenizer, task, splits, device: torch.device, bf16:
 # -- tunebench, through its Python API ----------------------------------------------------------------
 
 
-def tunebench_run(method_name: str, model_path: str, task, splits, args, metric: bool) -> tuple[Side, object]:
+def tunebench_method(method_name: str, model_path: str, task, splits, args) -> tuple[object, object]:
+    """(the method, prepared on the model; its context)."""
     from tunebench.config import Budget
     from tunebench.methods import METHODS
     from tunebench.methods.base import Context
@@ -203,6 +274,12 @@ def tunebench_run(method_name: str, model_path: str, task, splits, args, metric:
     )
     method = cls(options)
     method.prepare(ctx)
+    return method, ctx
+
+
+def tunebench_run(method_name: str, model_path: str, task, splits, args, metric: bool) -> tuple[Side, object]:
+    method, ctx = tunebench_method(method_name, model_path, task, splits, args)
+    device = ctx.device
     start = time.perf_counter()
     stats = method.fit(ctx)
     if device.type == "cuda":
@@ -246,7 +323,10 @@ def compare(method: str, model_path: str, task, splits, args, peak: float | None
     bf16 = use_bf16(args.precision, device)
     sides = []
     if not args.tunebench_only:
-        ref, ref_model, ref_tok = reference_train(method, model_path, task, splits, args, bf16)
+        draw = tunebench_draw(method, model_path, task, splits, args) if args.same_draw else None
+        ref, ref_model, ref_tok = reference_train(method, model_path, task, splits, args, bf16, draw)
+        del draw
+        release_memory()
         if args.metric:
             ref.metric = reference_metric(ref_model, ref_tok, task, splits, device, bf16)
         sides.append(ref)
@@ -269,6 +349,7 @@ def compare(method: str, model_path: str, task, splits, args, peak: float | None
         "steps": args.steps,
         "batch_size": args.batch_size,
         "ratio": None if args.tunebench_only else ours.tokens_per_s / ref.tokens_per_s,
+        "same_draw": args.same_draw,
     }
     for side in sides:
         rate = side.flops / side.seconds
@@ -283,6 +364,7 @@ def compare(method: str, model_path: str, task, splits, args, peak: float | None
             "metric": side.metric,
             "first_loss": side.losses[0] if side.losses else None,
             "last_loss": side.losses[-1] if side.losses else None,
+            "losses": side.losses,
         }
     return row
 
@@ -290,6 +372,7 @@ def compare(method: str, model_path: str, task, splits, args, peak: float | None
 def print_row(row: dict, peak_name: str) -> None:
     print(
         f"\n== {row['method']} on {row['device']} (bf16 {row['bf16']}), {row['steps']} steps x {row['batch_size']}"
+        + (", same draw on both sides" if row.get("same_draw") else "")
     )
     for name in ("reference", "tunebench"):
         if name not in row:
@@ -301,11 +384,17 @@ def print_row(row: dict, peak_name: str) -> None:
             f"  {name:<10} {s['seconds']:8.1f} s  {s['tokens_per_s']:8.1f} tokens/s (non-padding; {s['tokens']} "
             f"of {s['computed_tokens'] or 'batch-longest padded'} computed)  "
             f"{s['model_tflop_per_s'] * 1e3:.1f} useful GFLOP/s"
-            f"{mfu}{metric}"
+            f"{mfu}{metric}  loss {s['first_loss']:.3f} -> {s['last_loss']:.3f}"
         )
     if row["ratio"] is None:
         return
     print(f"  tunebench / reference throughput: {row['ratio']:.2f}x")
+    ours, theirs = row["tunebench"]["losses"], row["reference"]["losses"]
+    if row.get("same_draw") and len(ours) == len(theirs):
+        gaps = [abs(a - b) for a, b in zip(ours, theirs, strict=True)]
+        print(
+            f"  per-step training loss, largest gap between the sides: {max(gaps):.4f} (step {gaps.index(max(gaps)) + 1})"
+        )
     if row["reference"]["metric"] is not None and row["tunebench"]["metric"] is not None:
         gap = 100 * (row["tunebench"]["metric"] - row["reference"]["metric"])
         print(f"  metric difference (tunebench - reference): {gap:+.1f} points")
@@ -328,6 +417,11 @@ def main() -> None:
     parser.add_argument("--peak", action="store_true", help="measure the GEMM peak and print MFU")
     parser.add_argument(
         "--tunebench-only", action="store_true", help="skip the reference (to measure a lever on its own)"
+    )
+    parser.add_argument(
+        "--same-draw",
+        action="store_true",
+        help="give the reference tunebench's example order, adapter initialisation and warm-up (quality check)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()

@@ -112,3 +112,29 @@ def test_degenerate_folders_still_render(runs):
     assert '<h2 id="leaderboard">' in html and "data-ready" in html
     if not runs[0].ok:
         assert "No recommendation" in html and "OOM" in html
+
+
+def test_charts_as_standalone_svg_files(tmp_path, capsys):
+    """`report --charts DIR`: every chart of the page as its own SVG file, styled without the page, and
+    parseable as XML; stdout stays the report (the chart lines go to stderr)."""
+    import xml.etree.ElementTree as ET
+
+    from test_report import write_runs
+
+    from tunebench.cli.main import main
+
+    root = write_runs(tmp_path / "exp", two_model_runs())
+    assert main(["report", str(root), "--format", "md", "--charts", str(tmp_path / "charts")]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.startswith("# exp") and "Chart:" not in captured.out
+    names = sorted(p.name for p in (tmp_path / "charts").iterdir())
+    assert "quality-by-size.svg" in names and "loss-curve.svg" in names
+    assert {"pareto-trainable.svg", "pareto-memory.svg"} <= set(names)
+    for name in names:
+        assert f"Chart: {tmp_path / 'charts' / name}" in captured.err.replace("\n", "")
+        tree = ET.parse(tmp_path / "charts" / name)
+        ns = "{http://www.w3.org/2000/svg}"
+        assert tree.getroot().tag == f"{ns}svg"
+        assert ".line { fill: none" in tree.getroot().find(f"{ns}style").text  # styled without the page
+    size = (tmp_path / "charts" / "quality-by-size.svg").read_text()
+    assert "lora" in size and "zero-shot" in size

@@ -74,7 +74,7 @@ def test_unknown_option_lists_method_and_objective_options_apart(tmp_path):
         _spec(tmp_path, [{"name": "lora+rl", "gens": 2}])
     text = str(err.value)
     assert "Method options: alpha, dropout, head, r, target_modules;" in text
-    assert "rl options: generations, kl, reward_model, temperature;" in text
+    assert "rl options: generations, kl, reward_model, rl_lr, sft_lr, sft_steps, temperature;" in text
 
 
 def test_composed_options_survive_pickling(tmp_path):
@@ -247,3 +247,28 @@ def test_rl_with_a_reward_model(tmp_path):
     assert info["reward"] == "tiny-bert" and result["train"]["steps"] == 2
     # a random one-output head gives real-valued scores, not the verifiable reward's 0/1
     assert info["rl_metrics"]["reward"] not in (0.0, 1.0)
+
+
+def test_rl_after_sft_records_both_phases(tmp_path):
+    (result,) = _run(tmp_path, [{"name": "lora+rl", "generations": 2, "sft_steps": 3, "rl_lr": 5e-4}])
+    phases = result["objective"]["phases"]
+    assert phases["sft"]["steps"] == 3 and phases["rl"]["steps"] == 2
+    assert result["train"]["steps"] == 5
+    assert result["train"]["tokens"] == phases["sft"]["tokens"] + phases["rl"]["tokens"]
+
+
+def test_warm_start_uses_its_own_learning_rate(monkeypatch):
+    """sft_lr sets the SFT phase's lr and leaves the budget's (which the preference or RL phase uses) alone."""
+    from types import SimpleNamespace
+
+    from tunebench.config import Budget
+    from tunebench.objectives import sft
+
+    seen = []
+    monkeypatch.setattr(sft, "supervised", lambda m, c, p, t, budget: (seen.append(budget) or "stats", 0))
+    ctx = SimpleNamespace(budget=Budget(steps=20, lr=1e-5, epochs=None))
+    method = SimpleNamespace()
+    assert sft.warm_start(method, ctx, ["p"], ["t"], steps=7, lr=2e-3) == "stats"
+    assert sft.warm_start(method, ctx, ["p"], ["t"], steps=7, lr=None) == "stats"
+    assert [(b.steps, b.lr) for b in seen] == [(7, 2e-3), (7, 1e-5)]
+    assert ctx.budget.lr == 1e-5 and method.truncated == 0

@@ -128,11 +128,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tunebench.report.formats import render as render_format
     from tunebench.report.formats import write_report
     from tunebench.report.terminal import render
-    from tunebench.ui import out
+    from tunebench.ui import console, out
 
     estimates = _estimates(args)
     report = make_report(args.runs_dir, _constraints(args), estimates.columns())
     estimates.add_sentence(report)
+    if args.charts:
+        from tunebench.report.charts import write_charts
+
+        for path in write_charts(report, args.charts):
+            console.print(f"Chart: {path}")  # stderr: stdout may be the Markdown or CSV report
     if args.format == "html" or args.out:
         path = write_report(report, args.out or Path(args.runs_dir) / "report.html", args.format)
         out.print(render(report))
@@ -324,6 +329,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="html (default: RUNS_DIR/report.html), or md, csv, json (to stdout unless --out)",
     )
     p.add_argument("--out", metavar="FILE", help="write the report here")
+    p.add_argument(
+        "--charts",
+        metavar="DIR",
+        help="also write each chart as a stand-alone SVG file in DIR (for a README or a slide)",
+    )
     _constraint_flags(p)
     p.set_defaults(func=cmd_report)
 

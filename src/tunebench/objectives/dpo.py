@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from tunebench.errors import SpecError, UnknownNameError, UnsupportedError
 from tunebench.objectives.base import OBJECTIVES, Objective
 from tunebench.objectives.pairs import Pair, pairs_from_samples, read_pairs
-from tunebench.objectives.sft import combine, phase, supervised
+from tunebench.objectives.sft import combine, phase, warm_start
 from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
 from tunebench.runs import store
 from tunebench.train.loop import total_steps
@@ -52,8 +52,10 @@ class DpoOptions:
     sft_steps: int = 0
     """Supervised steps on the chosen answers before DPO (0: DPO from the untrained method)."""
     dpo_lr: float | None = None
-    """Learning rate of the DPO steps (unset: the budget's lr, which the SFT steps use); DPO usually
-    wants a smaller one than SFT."""
+    """Learning rate of the DPO steps (unset: the budget's lr); DPO usually wants a smaller one than SFT."""
+    sft_lr: float | None = None
+    """Learning rate of the SFT steps (unset: the budget's lr). Setting it and leaving dpo_lr unset makes
+    the budget's lr (and an `lr_grid` search) apply to the DPO steps alone."""
     chosen: str = "gold"
     """For pairs built from the task: gold (the task's answer) or teacher (the `teacher`'s answer)."""
     teacher: str = "oracle"
@@ -74,6 +76,7 @@ class DpoOptions:
         )
         require(self.sft_steps >= 0, f"{where}.sft_steps", "must be 0 or more")
         require(self.dpo_lr is None or self.dpo_lr > 0, f"{where}.dpo_lr", "must be positive")
+        require(self.sft_lr is None or self.sft_lr > 0, f"{where}.sft_lr", "must be positive")
         require(
             self.chosen in ("gold", "teacher"),
             f"{where}.chosen",
@@ -144,9 +147,7 @@ class Dpo(Objective):
             examples = ctx.splits.train
             prompts = [method.render(ctx.task, e.input) for e in examples]
             targets = self._chosen(ctx, examples)
-        budget = dataclasses.replace(ctx.budget, steps=self.options.sft_steps, epochs=None)
-        stats, method.truncated = supervised(method, ctx, prompts, targets, budget)
-        return stats
+        return warm_start(method, ctx, prompts, targets, self.options.sft_steps, self.options.sft_lr)
 
     def _chosen(self, ctx: Context, examples: list) -> list[str]:
         if self.options.chosen == "gold":

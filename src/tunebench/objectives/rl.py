@@ -10,11 +10,13 @@ the case of tasks whose answers cannot be checked.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tunebench.errors import UnsupportedError
 from tunebench.objectives.base import OBJECTIVES, Objective
+from tunebench.objectives.sft import combine, phase, warm_start
 from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
 from tunebench.train.loop import total_steps
 from tunebench.typed import require
@@ -41,6 +43,14 @@ class RlOptions:
     reward_model: str = ""
     """A reward model (a registered model, a local folder or a hub id: a sequence classifier whose single
     output scores prompt + answer); empty: the verifiable reward (1 when the answer is right)."""
+    sft_steps: int = 0
+    """Supervised steps on the gold answers before RL (0: RL from the untrained method). A model that never
+    answers right gets a reward of 0 for every sample and GRPO has nothing to compare."""
+    sft_lr: float | None = None
+    """Learning rate of the SFT steps (unset: the budget's lr)."""
+    rl_lr: float | None = None
+    """Learning rate of the RL steps (unset: the budget's lr). With sft_lr set and rl_lr unset, the budget's
+    lr (and an `lr_grid` search) applies to the RL steps alone."""
 
     def check(self, where: str) -> None:
         require(
@@ -48,6 +58,9 @@ class RlOptions:
         )
         require(self.temperature > 0, f"{where}.temperature", "must be positive")
         require(self.kl >= 0, f"{where}.kl", "must be 0 or more")
+        require(self.sft_steps >= 0, f"{where}.sft_steps", "must be 0 or more")
+        require(self.sft_lr is None or self.sft_lr > 0, f"{where}.sft_lr", "must be positive")
+        require(self.rl_lr is None or self.rl_lr > 0, f"{where}.rl_lr", "must be positive")
 
     def check_budget(self, budget: Budget, where: str) -> None:
         per_step = budget.batch_size * budget.grad_accum
@@ -77,7 +90,17 @@ class Rl(Objective):
         task = ctx.task
         rows = [{"prompt": method.render(task, e.input), "target": e.target} for e in ctx.splits.train]
 
-        budget = ctx.budget
+        sft = None
+        if self.options.sft_steps:
+            sft = warm_start(
+                method, ctx, [r["prompt"] for r in rows], [r["target"] for r in rows],
+                self.options.sft_steps, self.options.sft_lr,
+            )  # fmt: skip
+        budget = (
+            ctx.budget
+            if self.options.rl_lr is None
+            else dataclasses.replace(ctx.budget, lr=self.options.rl_lr)
+        )
         per_step = budget.batch_size * budget.grad_accum
         # a step trains on batch_size answers, i.e. batch_size / generations prompts
         steps = total_steps(budget, len(rows) * self.options.generations)
@@ -108,7 +131,8 @@ class Rl(Objective):
                 reward=self.options.reward_model or "verifiable: the task reads the gold answer",
             )
             del trainer
-        return stats
+        self.info["phases"] = {"sft": phase(sft) if sft else None, "rl": phase(stats)}
+        return combine(sft, stats) if sft else stats
 
     def _reward(self, task: Task):
         """(reward function or model, its tokenizer or None) for GRPOTrainer."""

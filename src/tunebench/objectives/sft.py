@@ -3,6 +3,7 @@ the SFT phase before DPO are measured exactly like plain fine-tuning (same loss,
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING
 
 from tunebench.train.data import encode
@@ -31,6 +32,16 @@ def supervised(
         on_step=ctx.on_train_step,
     )
     return stats, truncated
+
+
+def warm_start(
+    method: ModelMethod, ctx: Context, prompts: list[str], targets: list[str], steps: int, lr: float | None
+) -> TrainStats:
+    """The SFT phase before a preference or RL phase: `steps` supervised steps at `lr` (unset: the
+    budget's), the rest of the budget as given; records the truncated count on the method."""
+    budget = dataclasses.replace(ctx.budget, steps=steps, epochs=None, lr=ctx.budget.lr if lr is None else lr)
+    stats, method.truncated = supervised(method, ctx, prompts, targets, budget)
+    return stats
 
 
 def combine(first: TrainStats, second: TrainStats) -> TrainStats:

@@ -55,6 +55,7 @@ def pareto_charts(data: ReportData, palette: dict[str, str]) -> list[dict[str, s
             for e in usable
         ]  # fmt: skip
         charts.append({
+            "key": axis.key,
             "title": f"{metric} against {axis.title.lower()}",
             "front": ", ".join(data.fronts.get(axis.key, [])),
             "svg": svg.scatter(points, x_title=axis.title, y_title=metric, x_fmt=tick,
