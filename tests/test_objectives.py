@@ -255,6 +255,10 @@ def test_rl_after_sft_records_both_phases(tmp_path):
     assert phases["sft"]["steps"] == 3 and phases["rl"]["steps"] == 2
     assert result["train"]["steps"] == 5
     assert result["train"]["tokens"] == phases["sft"]["tokens"] + phases["rl"]["tokens"]
+    # one sequence of steps in the log (the report's loss curve): the RL steps follow the SFT steps
+    log = tmp_path / "obj" / store.run_name("tiny-llama", "lora+rl", 0) / "log.jsonl"
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [e["step"] for e in events if e["event"] == "train_step"] == [1, 2, 3, 4, 5]
 
 
 def test_warm_start_uses_its_own_learning_rate(monkeypatch):

@@ -134,7 +134,7 @@ class Dpo(Objective):
                 f"{o.samples} samples (see objective.pair_building in result.json); raise samples or "
                 "temperature"
             )
-        dpo = self._dpo(method, ctx, pairs)
+        dpo = self._dpo(method, ctx, pairs, steps_before=sft.steps if sft else 0)
         self.info["phases"] = {"sft": phase(sft) if sft else None, "dpo": phase(dpo)}
         return combine(sft, dpo) if sft else dpo
 
@@ -170,7 +170,7 @@ class Dpo(Objective):
         self.info["pair_building"] = info
         return pairs
 
-    def _dpo(self, method: ModelMethod, ctx: Context, pairs: list[Pair]) -> TrainStats:
+    def _dpo(self, method: ModelMethod, ctx: Context, pairs: list[Pair], steps_before: int) -> TrainStats:
         from datasets import Dataset, load_from_disk
         from peft import PeftModel
         from trl import DPOConfig, DPOTrainer
@@ -208,7 +208,12 @@ class Dpo(Objective):
                 model.delete_adapter("ref")  # reference pass with the adapter disabled: the pretrained base
             self.info["reference"] = _describe_reference(trainer, model, is_peft, full_base_ref)
             self.info["second_model"] = trainer.ref_model is not None
-            stats = run_trainer(trainer, ctx, examples_per_step=ctx.budget.batch_size * ctx.budget.grad_accum)
+            stats = run_trainer(
+                trainer,
+                ctx,
+                examples_per_step=ctx.budget.batch_size * ctx.budget.grad_accum,
+                steps_before=steps_before,
+            )
             self.info["dpo_metrics"] = last_logged(trainer, DPO_METRICS)
             if is_peft and "ref" in model.peft_config:
                 model.delete_adapter("ref")  # the artifact is the trained adapter only

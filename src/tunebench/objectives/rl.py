@@ -122,7 +122,9 @@ class Rl(Objective):
                 train_dataset=Dataset.from_list(rows),
                 processing_class=method.tokenizer,
             )
-            stats = run_trainer(trainer, ctx, examples_per_step=per_step)
+            stats = run_trainer(
+                trainer, ctx, examples_per_step=per_step, steps_before=sft.steps if sft else 0
+            )
             self.info.update(
                 generations=self.options.generations,
                 prompts_seen=stats.steps * per_step // self.options.generations,

@@ -67,7 +67,7 @@ def config_kwargs(budget: Budget, steps: int, ctx: Context, out: Path) -> dict[s
     }
 
 
-def _progress_callback(ctx: Context, losses: list[float]):
+def _progress_callback(ctx: Context, losses: list[float], steps_before: int):
     from transformers import TrainerCallback
 
     class Progress(TrainerCallback):
@@ -79,22 +79,24 @@ def _progress_callback(ctx: Context, losses: list[float]):
             loss = float(logs["loss"])
             losses.append(loss)
             if ctx.on_train_step is not None:
-                ctx.on_train_step(state.global_step, state.max_steps, loss)
+                # numbered after an SFT phase's steps, so the run's log is one sequence of steps
+                ctx.on_train_step(steps_before + state.global_step, steps_before + state.max_steps, loss)
             if not math.isfinite(loss):
                 control.should_training_stop = True
 
     return Progress()
 
 
-def run_trainer(trainer: Any, ctx: Context, *, examples_per_step: int) -> TrainStats:
+def run_trainer(trainer: Any, ctx: Context, *, examples_per_step: int, steps_before: int = 0) -> TrainStats:
     """Train, timed and under PeakMemory. Tokens are the trainer's own count of non-padding tokens processed
-    (DPO: prompt + chosen + rejected; GRPO: prompts + generated completions)."""
+    (DPO: prompt + chosen + rejected; GRPO: prompts + generated completions). `steps_before`: the steps of
+    an SFT phase already logged; this phase's steps are logged after them (61, 62, … after 60)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     losses: list[float] = []
     for noisy in (PrinterCallback, ProgressCallback):  # tunebench shows its own progress
         trainer.remove_callback(noisy)
-    trainer.add_callback(_progress_callback(ctx, losses))
+    trainer.add_callback(_progress_callback(ctx, losses, steps_before))
     release_memory()
     with PeakMemory() as mem:
         start = time.perf_counter()

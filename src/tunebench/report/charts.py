@@ -7,9 +7,10 @@ element, with the page's colour variables written out, so the file looks as the 
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
-from tunebench.report import html
+from tunebench.report import html, svg
 from tunebench.report.data import ReportData
 from tunebench.runs import store
 
@@ -29,27 +30,56 @@ svg.chart { font: 11px system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
 """
 
 
-def standalone(svg: str) -> str:
-    """A chart's SVG with the page's chart styles inside it."""
-    head, sep, body = svg.partition(">")
+def standalone(chart: str, legend: dict[str, str] | None = None) -> str:
+    """A chart's SVG with the page's chart styles inside it and, given `legend` (label → colour), the
+    legend the page draws beside it as rows under the plot (a file has no page around it)."""
+    head, sep, body = chart.partition(">")
     if not sep or not head.startswith("<svg"):
         raise ValueError("not an <svg> element")
+    parts, rows = _legend(legend or {})
+    if rows:
+        height = svg.HEIGHT + rows * LEGEND_ROW + 6
+        head = head.replace(f'viewBox="0 0 {svg.WIDTH} {svg.HEIGHT}"', f'viewBox="0 0 {svg.WIDTH} {height}"')
+        head = head.replace(f'height="{svg.HEIGHT}"', f'height="{height}"')
+        body = body.replace("</svg>", "\n".join(parts) + "\n</svg>")
     return f'<?xml version="1.0" encoding="UTF-8"?>\n{head}>\n<style>{STYLE}</style>{body}\n'
 
 
+LEGEND_ROW = 16
+"""Height of one legend row (px)."""
+
+
+def _legend(legend: dict[str, str]) -> tuple[list[str], int]:
+    """SVG elements of a legend wrapped to the chart's width, and how many rows it takes."""
+    parts, x, row = [], float(svg.LEFT), 0
+    for label, color in legend.items():
+        width = 16 + 6.2 * len(label) + 14  # swatch, text (about 6.2 px a character at 11 px), gap
+        if x + width > svg.WIDTH and x > svg.LEFT:
+            x, row = float(svg.LEFT), row + 1
+        y = svg.HEIGHT + row * LEGEND_ROW + 4
+        parts.append(
+            f'<rect x="{x:.0f}" y="{y:.0f}" width="10" height="10" rx="2" fill="{color}"/>'
+            f'<text class="tick" x="{x + 14:.0f}" y="{y + 9:.0f}">{escape(label)}</text>'
+        )
+        x += width
+    return parts, (row + 1 if parts else 0)
+
+
 def chart_svgs(data: ReportData) -> dict[str, str]:
-    """File name → chart, for every chart the HTML report draws for this data."""
+    """File name → stand-alone chart (legend included), for every chart the HTML report draws."""
     palette = html.colors(data)
+    shown = {e.method for e in data.entries if e.ok}
+    legend = {m: c for m, c in palette.items() if m in shown}  # as the page's legend
     charts: dict[str, str] = {}
     size = html.size_chart(data, palette)
     if size:
         charts["quality-by-size.svg"] = size
     for chart in html.pareto_charts(data, palette):
         charts[f"pareto-{store.safe_name(chart['key'])}.svg"] = chart["svg"]
-    for name, svg in html.curve_charts(data, palette).items():
-        if svg:
-            charts[f"{name}-curve.svg"] = svg
-    return charts
+    for name, chart in html.curve_charts(data, palette).items():
+        if chart:
+            charts[f"{name}-curve.svg"] = chart
+    return {name: standalone(chart, legend) for name, chart in charts.items()}
 
 
 def write_charts(data: ReportData, folder: str | Path) -> list[Path]:
@@ -57,8 +87,8 @@ def write_charts(data: ReportData, folder: str | Path) -> list[Path]:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, svg in chart_svgs(data).items():
+    for name, chart in chart_svgs(data).items():
         path = folder / name
-        store.write_text_atomic(path, standalone(svg))
+        store.write_text_atomic(path, chart)
         written.append(path)
     return written
