@@ -193,6 +193,12 @@ def test_recommendation_without_constraints_is_the_best_with_its_tied_runner_up(
     )
 
 
+def test_nothing_is_recommended_when_every_method_scores_zero():
+    rec = recommend(leaderboard([make_run("zero-shot", 0), make_run("lora", 0, trainable=100, steps=5)]))
+    assert rec.best is None and rec.runners_up == []
+    assert rec.why.startswith("No method learned the task: the best that fits scores 0.0% exact match")
+
+
 def test_memory_constraint_rules_out_the_best_and_says_so():
     rec = recommend(leaderboard(ladder()), parse_constraints(max_memory="2GB"))
     assert rec.best.method == "lora"

@@ -140,6 +140,13 @@ def recommend(entries: list[Entry], constraints: Constraints | None = None) -> R
         e, why = excluded[0]
         return Recommendation(None, [], excluded, f"No method fits: even the best, {e.label}, {why[0]}.")
     best = fits[0]
+    if best.mean is not None and best.mean <= 0.0:  # a "best" at zero would recommend a method that failed
+        metric = (best.metric_name or "score").replace("_", " ")
+        return Recommendation(
+            None, [], excluded,
+            f"No method learned the task: the best that fits scores {fmt.pct(best.mean)} {metric}, so there is "
+            "nothing to recommend; a longer budget, another learning rate or a larger model may change that.",
+        )  # fmt: skip
     runners = [e for e in fits[1:] if overlaps(e.ci95, best.ci95)]
     return Recommendation(best, runners, excluded, _why(best, runners, fits, excluded))
 
