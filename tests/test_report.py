@@ -155,6 +155,19 @@ def test_several_models_label_entries_with_their_model():
                                                        (1000, 0.5, pytest.approx((0.5, 0.5), abs=0.25))]}  # fmt: skip
 
 
+def test_model_size_is_the_base_models_not_the_adapters():
+    """LoRA's total counts its adapter; the chart places every method of a model at the base's size."""
+    runs = [
+        make_run("zero-shot", 5, model="small", total=100),
+        make_run("lora", 10, model="small", total=104, trainable=4, steps=4),
+        make_run("full", 12, model="small", total=100, trainable=100, steps=4),
+        make_run("lora", 20, model="big", total=1008, trainable=8, steps=4),
+    ]
+    series = size_series(leaderboard(runs))
+    assert [x for x, _, _ in series["lora"]] == [100, 1008]  # "big" ran lora only: its smallest total
+    assert [x for x, _, _ in series["full"]] == [100] and [x for x, _, _ in series["zero-shot"]] == [100]
+
+
 def test_budget_check_flags_unequal_steps():
     equal = budget_check(leaderboard([make_run("lora", 1, steps=20), make_run("full", 1, steps=20)]))
     assert equal.equal and "every trained method saw 20 optimizer steps" in equal.notes[0]

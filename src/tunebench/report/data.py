@@ -164,12 +164,20 @@ def run_rows(runs: list[RunData]) -> list[RunRow]:
 
 
 def size_series(entries: list[Entry]) -> dict[str, list[tuple[float, float, tuple[float, float] | None]]]:
-    """Method → [(model's total parameters, mean score, CI)], by size: the article's chart, one line per
-    method across models. Meaningful only with several models."""
+    """Method → [(model's parameters, mean score, CI)], by size: the article's chart, one line per method
+    across models. Meaningful only with several models.
+
+    A model's size is the smallest total among its runs: the base model's own weights. Adapter methods
+    count their added weights in their total, which would set LoRA's point right of full fine-tuning's on
+    the same model."""
+    sizes: dict[str, float] = {}
+    for e in entries:
+        if e.ok and e.total:
+            sizes[e.model] = min(e.total, sizes.get(e.model, e.total))
     series: dict[str, list] = {}
     for e in entries:
         if e.ok and e.total:
-            series.setdefault(e.method, []).append((e.total, e.mean, e.ci95))
+            series.setdefault(e.method, []).append((sizes[e.model], e.mean, e.ci95))
     return {m: sorted(points) for m, points in sorted(series.items())}
 
 

@@ -130,7 +130,11 @@ def to_markdown(data: ReportData) -> str:
         else:
             reason = "; ".join(f"seed {s}: {r}" for s, r in e.failed)
             lines.append(_md_row(["", e.label, "failed", reason] + [""] * (len(head) - 4)))
-    lines += ["", "≈: 95% interval overlaps the best's (statistically tied). " + " ".join(data.budget.notes)]
+    lines += [
+        "",
+        "≈: 95% interval overlaps the best's (statistically tied). "
+        + " ".join(n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in data.budget.notes),
+    ]
     lines += [f"- Data: {w}" for w in data.data_warnings]
     for axis_key, labels in data.fronts.items():
         lines.append(f"- Pareto front ({axis_key.replace('_', ' ')}): {', '.join(labels) or '—'}")
