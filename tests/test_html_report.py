@@ -138,3 +138,28 @@ def test_charts_as_standalone_svg_files(tmp_path, capsys):
         assert ".line { fill: none" in tree.getroot().find(f"{ns}style").text  # styled without the page
     size = (tmp_path / "charts" / "quality-by-size.svg").read_text()
     assert "lora" in size and "zero-shot" in size
+
+
+def test_learning_rate_sensitivity_chart():
+    """Where a method searched its learning rate, the page and --charts draw dev score against lr."""
+    from tunebench.report.charts import chart_svgs
+    from tunebench.report.html import selection_chart
+
+    runs = ladder()
+    lora = next(r for r in runs if r.result["method"] == "lora")
+    lora.result["selection"] = {
+        "search": "grid", "split": "dev", "metric": "exact_match", "seed": 0, "grid": [1e-4, 1e-3, 1e-2],
+        "chosen_lr": 1e-3,
+        "candidates": [
+            {"lr": 1e-4, "steps": 4, "rung": 0, "dev_score": 0.2, "final_loss": 1.0, "status": "ok"},
+            {"lr": 1e-3, "steps": 4, "rung": 0, "dev_score": 0.6, "final_loss": 0.5, "status": "ok"},
+            {"lr": 1e-2, "steps": 4, "rung": 0, "dev_score": None, "final_loss": None, "status": "failed",
+             "error": "TrainingError: the loss became nan"},
+        ],
+    }  # fmt: skip
+    data = build_report(runs)
+    chart = selection_chart(data, {e.method: "#123456" for e in data.entries})
+    assert chart is not None and "Learning rate" in chart and chart.count("<circle") == 2  # failed: no point
+    assert "lr-sensitivity.svg" in chart_svgs(data)
+    assert "A flat line: the method hardly minds its learning rate" in render(data)
+    assert selection_chart(build_report(ladder()), {}) is None  # no search, no chart

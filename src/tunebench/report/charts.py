@@ -76,6 +76,9 @@ def chart_svgs(data: ReportData) -> dict[str, str]:
         charts["quality-by-size.svg"] = size
     for chart in html.pareto_charts(data, palette):
         charts[f"pareto-{store.safe_name(chart['key'])}.svg"] = chart["svg"]
+    selection = html.selection_chart(data, palette)
+    if selection:
+        charts["lr-sensitivity.svg"] = selection
     for name, chart in html.curve_charts(data, palette).items():
         if chart:
             charts[f"{name}-curve.svg"] = chart

@@ -89,6 +89,28 @@ def curve_charts(data: ReportData, palette: dict[str, str]) -> dict[str, str | N
     }  # fmt: skip
 
 
+def selection_chart(data: ReportData, palette: dict[str, str]) -> str | None:
+    """Dev score against learning rate, one line per method that searched (its first rung, where every
+    candidate had the same budget): how much the method cares about its learning rate. Candidates that
+    failed have no score and are left out (the table beside it names them)."""
+    series = []
+    for e in data.entries:
+        candidates = (e.selection or {}).get("candidates") or []
+        points = sorted(
+            (float(c["lr"]), float(c["dev_score"]))
+            for c in candidates
+            if c.get("rung") == 0 and c.get("dev_score") is not None
+        )
+        if len(points) >= 2:
+            series.append(svg.Series(e.label, palette[e.method], points))
+    if not series:
+        return None
+    top = max(v for s in series for _, v in s.points)
+    return svg.lines(series, x_title="Learning rate", y_title=f"Dev {_metric_title(data).lower()}",
+                     x_fmt=fmt.lr, y_fmt=lambda v: fmt.pct(v, 0), x_log=True,
+                     y_range=(0.0, top or 0.1))  # fmt: skip
+
+
 def _metric_title(data: ReportData) -> str:
     return (data.metric or "score").replace("_", " ").capitalize()
 
@@ -156,6 +178,7 @@ def render(data: ReportData) -> str:
         size_chart=size_chart(data, palette),
         curves=curve_charts(data, palette),
         selection=selection_rows(data),
+        selection_chart=selection_chart(data, palette),
         labels=[e.label for e in data.entries if e.ok],
         metric_title=_metric_title(data),
         generated=time.strftime("%Y-%m-%d %H:%M"),
