@@ -210,6 +210,7 @@ def test_nothing_is_recommended_when_every_method_scores_zero():
     rec = recommend(leaderboard([make_run("zero-shot", 0), make_run("lora", 0, trainable=100, steps=5)]))
     assert rec.best is None and rec.runners_up == []
     assert rec.why.startswith("No method learned the task: the best that fits scores 0.0% exact match")
+    assert not any(e.best or e.tied for e in leaderboard([make_run("zero-shot", 0), make_run("lora", 0)]))
 
 
 def test_memory_constraint_rules_out_the_best_and_says_so():

@@ -216,6 +216,8 @@ def mark_ties(entries: list[Entry]) -> None:
     if not ok:
         return
     best = max(ok, key=lambda e: e.mean or 0.0)  # the first of equals: in leaderboard order, the cheapest
+    if not (best.mean or 0.0) > 0.0:  # every method at zero: none is "best" (and nothing is recommended)
+        return
     for e in ok:
         e.best = e is best
         e.tied = e is not best and overlaps(e.ci95, best.ci95)
