@@ -89,3 +89,11 @@ def test_prefix_tuning():
     # a key and a value vector per virtual token, per block, at the key/value width (grouped-query: 32)
     n = 5 * L * 2 * KV
     assert _counts("prefix", virtual_tokens=5) == (n, base_total() + n)
+
+
+def test_qlora_counts_the_quantized_weights_at_their_own_size():
+    """The NF4 base packs two weights a byte; the total still counts each weight once, as LoRA's does."""
+    pytest.importorskip("bitsandbytes")
+    r = 8
+    lora = L * sum(r * (i + o) for i, o in LINEARS)
+    assert _counts("qlora", r=r) == (lora, base_total() + lora)

@@ -7,6 +7,7 @@ whether it trains, what it updates, what access it needs, and whether it fits a 
 from __future__ import annotations
 
 import json
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -122,10 +123,19 @@ def require_access(method: Method, model: ResolvedModel) -> None:
 
 
 def count_parameters(model: torch.nn.Module) -> tuple[int, int]:
-    """(trainable, total); tied weights (shared embedding and head) count once."""
+    """(trainable, total); tied weights (shared embedding and head) count once, and a 4-bit quantized
+    weight counts its logical shape, not its packed storage."""
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    total = sum(_logical_numel(p) for p in model.parameters())
     return trainable, total
+
+
+def _logical_numel(p: torch.Tensor) -> int:
+    # bitsandbytes' Params4bit stores two 4-bit weights a byte: numel() is half the weight's own count,
+    # which made QLoRA's trainable share look larger (5.7% for SmolLM2 against LoRA's 3.6%).
+    state = getattr(p, "quant_state", None)
+    shape = getattr(state, "shape", None)
+    return math.prod(shape) if shape is not None else p.numel()
 
 
 def write_json(path: Path, data: Any) -> None:
