@@ -414,7 +414,8 @@ def _run_candidate(cell: Cell, task: Task, splits: Splits, rung: int, progress: 
         candidate.metric, candidate.dev_score = measure.dev_score(method, ctx)
         console.print(
             f"  lr {budget.lr:g} ({candidate.steps} steps): dev {candidate.metric} "
-            f"{candidate.dev_score:.1%}, final loss {candidate.final_loss or float('nan'):.3f}"
+            f"{candidate.dev_score:.1%}, final loss "
+            f"{'—' if candidate.final_loss is None else f'{candidate.final_loss:.3f}'}"
         )
     except Exception as e:  # a candidate that diverges is a result of the search, not a crash
         candidate.status, candidate.error = "failed", f"{type(e).__name__}: {e}"
