@@ -82,7 +82,9 @@ def chart_svgs(data: ReportData) -> dict[str, str]:
     for name, chart in html.curve_charts(data, palette).items():
         if chart:
             charts[f"{name}-curve.svg"] = chart
-    return {name: standalone(chart, legend) for name, chart in charts.items()}
+    searched = {e.method for e in data.entries if e.ok and e.selection}
+    only = {"lr-sensitivity.svg": {m: c for m, c in legend.items() if m in searched}}
+    return {name: standalone(chart, only.get(name, legend)) for name, chart in charts.items()}
 
 
 def write_charts(data: ReportData, folder: str | Path) -> list[Path]:
