@@ -175,7 +175,7 @@ def test_dpo_with_auto_pairs_after_sft_keeps_no_second_model(tmp_path):
     (result,) = _run(tmp_path, [{"name": "lora+dpo", "sft_steps": 2, "max_pairs": 8}])
     info = result["objective"]
     assert info["pairs_source"] == "task" and 0 < info["pairs"] <= 8
-    assert info["pair_building"]["prompts"] == 8
+    assert info["pair_building"]["prompts"] == 8 and info["pair_building"]["seconds"] > 0
     assert info["second_model"] is False and "ref" in info["reference"]
     assert info["phases"]["sft"]["steps"] == 2 and info["phases"]["dpo"]["steps"] == 2
     assert result["train"]["steps"] == 4  # SFT and DPO steps together

@@ -16,6 +16,7 @@ The reference model, against which DPO measures how far the policy moved:
 from __future__ import annotations
 
 import dataclasses
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -163,11 +164,13 @@ class Dpo(Objective):
 
     def _task_pairs(self, method: ModelMethod, ctx: Context) -> list[Pair]:
         examples = ctx.splits.train[: self.options.max_pairs or None]
+        start = time.perf_counter()
         pairs, info = pairs_from_samples(
             method, ctx, examples, self._chosen(ctx, examples),
             samples=self.options.samples, temperature=self.options.temperature,
         )  # fmt: skip
-        self.info["pair_building"] = info
+        # sampling the model is DPO's cost too, outside both training phases' time
+        self.info["pair_building"] = {**info, "seconds": time.perf_counter() - start}
         return pairs
 
     def _dpo(self, method: ModelMethod, ctx: Context, pairs: list[Pair], steps_before: int) -> TrainStats:
