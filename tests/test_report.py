@@ -393,3 +393,11 @@ def test_report_command_errors_name_the_problem(tmp_path, capsys):
     root = write_runs(tmp_path / "exp", ladder())
     assert main(["report", str(root), "--max-memory", "big"]) == 2
     assert "--max-memory 'big'" in capsys.readouterr().err
+
+
+def test_sizes_never_print_in_scientific_notation():
+    from tunebench.report.fmt import size_bytes
+
+    assert [size_bytes(n) for n in (500, 1.5 * 2**20, 999 * 1024, 1023.8 * 1024)] == [
+        "500 B", "1.5 MB", "999 kB", "1024 kB",
+    ]  # fmt: skip

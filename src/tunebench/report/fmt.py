@@ -46,7 +46,8 @@ def size_bytes(n: float | None) -> str:
         return "—"
     for unit, size in (("GB", 2**30), ("MB", 2**20), ("kB", 2**10)):
         if n >= size:
-            return f"{n / size:.3g} {unit}"
+            value = n / size  # three digits, but 1000–1023 of a unit in full (.3g would write 1e+03)
+            return f"{value:.3g} {unit}" if value < 999.5 else f"{value:.0f} {unit}"
     return f"{n:.0f} B"
 
 
