@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from tunebench.errors import SpecError, UnknownNameError, UnsupportedError
 from tunebench.objectives.base import OBJECTIVES, Objective
 from tunebench.objectives.pairs import Pair, pairs_from_samples, read_pairs
-from tunebench.objectives.sft import combine, phase, warm_start
+from tunebench.objectives.sft import WarmStartOptions, combine, phase, warm_start
 from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
 from tunebench.runs import store
 from tunebench.train.loop import total_steps
@@ -42,7 +42,7 @@ DPO_METRICS = ("rewards/accuracies", "rewards/margins", "rewards/chosen", "rewar
 
 
 @dataclass
-class DpoOptions:
+class DpoOptions(WarmStartOptions):
     pairs: str = ""
     """A preference file (prompt/chosen/rejected JSON lines, or HH-RLHF transcripts); empty: built from the
     task's training split by sampling the model."""
@@ -50,13 +50,8 @@ class DpoOptions:
     """How strongly the policy is held to the reference (DPO's β): smaller lets it move further."""
     reference: str = "start"
     """start (the model as DPO begins, after any SFT steps) or base (the pretrained model)."""
-    sft_steps: int = 0
-    """Supervised steps on the chosen answers before DPO (0: DPO from the untrained method)."""
     dpo_lr: float | None = None
     """Learning rate of the DPO steps (unset: the budget's lr); DPO usually wants a smaller one than SFT."""
-    sft_lr: float | None = None
-    """Learning rate of the SFT steps (unset: the budget's lr). Setting it and leaving dpo_lr unset makes
-    the budget's lr (and an `lr_grid` search) apply to the DPO steps alone."""
     chosen: str = "gold"
     """For pairs built from the task: gold (the task's answer) or teacher (the `teacher`'s answer)."""
     teacher: str = "oracle"
@@ -75,9 +70,8 @@ class DpoOptions:
             f"{where}.reference",
             f"expected start or base, got {self.reference!r}",
         )
-        require(self.sft_steps >= 0, f"{where}.sft_steps", "must be 0 or more")
+        self.check_warm_start(where)
         require(self.dpo_lr is None or self.dpo_lr > 0, f"{where}.dpo_lr", "must be positive")
-        require(self.sft_lr is None or self.sft_lr > 0, f"{where}.sft_lr", "must be positive")
         require(
             self.chosen in ("gold", "teacher"),
             f"{where}.chosen",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 from tunebench.errors import UnsupportedError
 from tunebench.objectives.base import OBJECTIVES, Objective
-from tunebench.objectives.sft import combine, phase, warm_start
+from tunebench.objectives.sft import WarmStartOptions, combine, phase, warm_start
 from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
 from tunebench.train.loop import total_steps
 from tunebench.typed import require
@@ -33,7 +33,7 @@ RL_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_
 
 
 @dataclass
-class RlOptions:
+class RlOptions(WarmStartOptions):
     generations: int = 4
     """Answers sampled per prompt (GRPO's group); the batch (batch_size × grad_accum) must be a multiple."""
     temperature: float = 1.0
@@ -43,11 +43,6 @@ class RlOptions:
     reward_model: str = ""
     """A reward model (a registered model, a local folder or a hub id: a sequence classifier whose single
     output scores prompt + answer); empty: the verifiable reward (1 when the answer is right)."""
-    sft_steps: int = 0
-    """Supervised steps on the gold answers before RL (0: RL from the untrained method). A model that never
-    answers right gets a reward of 0 for every sample and GRPO has nothing to compare."""
-    sft_lr: float | None = None
-    """Learning rate of the SFT steps (unset: the budget's lr)."""
     rl_lr: float | None = None
     """Learning rate of the RL steps (unset: the budget's lr). With sft_lr set and rl_lr unset, the budget's
     lr (and an `lr_grid` search) applies to the RL steps alone."""
@@ -58,8 +53,7 @@ class RlOptions:
         )
         require(self.temperature > 0, f"{where}.temperature", "must be positive")
         require(self.kl >= 0, f"{where}.kl", "must be 0 or more")
-        require(self.sft_steps >= 0, f"{where}.sft_steps", "must be 0 or more")
-        require(self.sft_lr is None or self.sft_lr > 0, f"{where}.sft_lr", "must be positive")
+        self.check_warm_start(where)
         require(self.rl_lr is None or self.rl_lr > 0, f"{where}.rl_lr", "must be positive")
 
     def check_budget(self, budget: Budget, where: str) -> None:

@@ -4,10 +4,12 @@ the SFT phase before DPO are measured exactly like plain fine-tuning (same loss,
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from tunebench.train.data import encode
 from tunebench.train.loop import TrainStats, train
+from tunebench.typed import require
 
 if TYPE_CHECKING:
     from tunebench.config import Budget
@@ -32,6 +34,22 @@ def supervised(
         on_step=ctx.on_train_step,
     )
     return stats, truncated
+
+
+@dataclass
+class WarmStartOptions:
+    """Options of an objective that can start with supervised steps (dpo, rl), checked in one place."""
+
+    sft_steps: int = 0
+    """Supervised steps on the gold (or chosen) answers first (0: start from the untrained method). For RL
+    this matters: a model that never answers right gets a reward of 0 for every sample."""
+    sft_lr: float | None = None
+    """Learning rate of the SFT steps (unset: the budget's lr). Set it and leave the objective's own lr unset,
+    and the budget's lr (and an `lr_grid` search) applies to the objective's steps alone."""
+
+    def check_warm_start(self, where: str) -> None:
+        require(self.sft_steps >= 0, f"{where}.sft_steps", "must be 0 or more")
+        require(self.sft_lr is None or self.sft_lr > 0, f"{where}.sft_lr", "must be positive")
 
 
 def warm_start(
