@@ -401,3 +401,27 @@ def test_sizes_never_print_in_scientific_notation():
     assert [size_bytes(n) for n in (500, 1.5 * 2**20, 999 * 1024, 1023.8 * 1024)] == [
         "500 B", "1.5 MB", "999 kB", "1024 kB",
     ]  # fmt: skip
+
+
+def test_terminal_leaderboard_fits_80_columns_with_two_models_and_an_extra_column():
+    """Every figure shows whole on an 80-column screen; a two-model label is model over method."""
+    from rich.console import Console
+
+    from tunebench.report.terminal import render
+
+    runs = [
+        make_run("lora", 30, model="smollm2-135m", trainable=4_880_000, total=135_000_000, steps=80,
+                 train_s=207.0, peak_mb=2300, latency=271.0, drift=0.73),
+        make_run("full", 28, model="gemma3-270m", trainable=268_000_000, total=268_000_000, steps=80,
+                 train_s=411.0, peak_mb=7300, latency=3680.0, drift=3.05),
+        make_run("zero-shot", 0, model="smollm2-135m", total=135_000_000),
+    ]  # fmt: skip
+    data = build_report(runs, columns={"est. peak": lambda e, rs: "6.7 GB"})
+    console = Console(width=80, record=True, color_system=None)
+    console.print(render(data))
+    text = console.export_text()
+    assert max(len(line) for line in text.splitlines()) <= 80
+    assert "6.7 GB" in text and "3.68 s" in text and "+3.05" in text  # the last columns are not cut
+    rows = text.splitlines()
+    first = next(i for i, line in enumerate(rows) if line.startswith("smollm2-135m"))
+    assert rows[first + 1].startswith("lora")  # model over method, not "smollm2-135m ·" cut at a space

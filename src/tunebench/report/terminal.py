@@ -24,26 +24,31 @@ def leaderboard_table(data: ReportData) -> Table:
         show_edge=False,
         collapse_padding=True,
     )
-    # Labels wrap at their spaces ("big-model · lora ★") rather than push the figures off an 80-column screen.
-    table.add_column("method", min_width=min(14, max((len(e.label) + 2 for e in data.entries), default=6)))
+    # With several models a label takes two lines, model over method, rather than push the figures off an
+    # 80-column screen (it would wrap anyway, at a worse place).
+    labels = {id(e): _two_lines(e.label) for e in data.entries}
+    widest = max((len(line) + 2 for label in labels.values() for line in label.split("\n")), default=6)
+    table.add_column("method", min_width=min(14, widest))
     table.add_column(metric.replace(" ", "\n"), justify="right", no_wrap=True)
     columns = (["sd"] if several_seeds else []) + [
         "95% CI",
-        "trainable",
+        "trained\nparams",
         "train",
         "memory",
         "latency",
         "drift",
     ]
-    for name in [*columns, *data.columns]:
+    for name in columns:
         table.add_column(name, justify="right", no_wrap=name != "drift")
+    for name in data.columns:  # extra columns ("est. peak") head two lines: their figures are narrower
+        table.add_column(name.replace(" ", "\n", 1), justify="right", no_wrap=True)
     for e in data.entries:
         if not e.ok:  # the reason goes under the table: a long message would squeeze every column
-            table.add_row(e.label, "[red]failed[/red]")
+            table.add_row(labels[id(e)], "[red]failed[/red]")
             continue
         mark = " [green]★[/green]" if e.best else " [yellow]≈[/yellow]" if e.tied else ""
         table.add_row(
-            e.label + mark,
+            labels[id(e)] + mark,
             fmt.pct(e.mean),
             *([f"{100 * e.std:.1f}" if e.std is not None else "—"] if several_seeds else []),
             fmt.ci(e.ci95, digits=0),
@@ -55,6 +60,11 @@ def leaderboard_table(data: ReportData) -> Table:
             *[e.extra.get(c, "") for c in data.columns],
         )
     return table
+
+
+def _two_lines(label: str) -> str:
+    """'model · method' as 'model' over 'method'; a one-model label has no ' · ' and stays as it is."""
+    return label.replace(" · ", "\n", 1)
 
 
 def render(data: ReportData) -> Group:
