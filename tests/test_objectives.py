@@ -238,6 +238,8 @@ def test_rl_runs_a_few_grpo_steps(tmp_path):
     assert result["train"]["steps"] == 2 and result["train"]["tokens"] > 0
     assert info["prompts_seen"] == 4 and 0.0 <= info["rl_metrics"]["reward"] <= 1.0
     assert info["reward"].startswith("verifiable")
+    # a random model is never right: every group's rewards are all 0, so neither step had a signal
+    assert info["steps_without_signal"] == 2
 
 
 def test_rl_with_a_reward_model(tmp_path):
@@ -247,6 +249,7 @@ def test_rl_with_a_reward_model(tmp_path):
     assert info["reward"] == "tiny-bert" and result["train"]["steps"] == 2
     # a random one-output head gives real-valued scores, not the verifiable reward's 0/1
     assert info["rl_metrics"]["reward"] not in (0.0, 1.0)
+    assert info["steps_without_signal"] == 0  # real-valued scores always differ within a group
 
 
 def test_rl_after_sft_records_both_phases(tmp_path):

@@ -425,3 +425,15 @@ def test_terminal_leaderboard_fits_80_columns_with_two_models_and_an_extra_colum
     rows = text.splitlines()
     first = next(i for i, line in enumerate(rows) if line.startswith("smollm2-135m"))
     assert rows[first + 1].startswith("lora")  # model over method, not "smollm2-135m ·" cut at a space
+
+
+def test_grpo_runs_without_a_learning_signal_are_warned_about():
+    idle, learning = make_run("lora+rl", 10, steps=20), make_run("lora+rl", 12, seed=1, steps=20)
+    for run, n in ((idle, 18), (learning, 3)):
+        run.result["objective"] = {"steps_without_signal": n, "phases": {"sft": None, "rl": {"steps": 20}}}
+    data = build_report([idle, learning])
+    assert data.training_warnings == [
+        "m · lora+rl · seed 0: in 18 of 20 GRPO steps every group's answers got the same reward, so those "
+        "steps taught nothing (raise sft_steps, generations or temperature)"
+    ]
+    assert "- Training: m · lora+rl · seed 0: in 18 of 20" in to_markdown(data)

@@ -124,6 +124,7 @@ class Rl(Objective):
                 prompts_seen=stats.steps * per_step // self.options.generations,
                 rl_metrics=last_logged(trainer, RL_METRICS),
                 first_reward=_first_logged(trainer, "reward"),
+                steps_without_signal=_steps_without_signal(trainer),
                 reward=self.options.reward_model or "verifiable: the task reads the gold answer",
             )
             del trainer
@@ -160,6 +161,12 @@ def answer_reward(task: Task):
         return [float(task.answer(c) == task.answer(t)) for c, t in zip(completions, target, strict=True)]
 
     return correct
+
+
+def _steps_without_signal(trainer) -> int:
+    """RL steps in which every group's answers got the same reward: GRPO's advantages are all 0 there and
+    the step teaches nothing (a loss of exactly 0 without a KL term). The report warns when most are."""
+    return sum(1 for entry in trainer.state.log_history if entry.get("frac_reward_zero_std") == 1.0)
 
 
 def _first_logged(trainer, key: str) -> float | None:

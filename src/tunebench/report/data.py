@@ -75,6 +75,8 @@ class ReportData:
     """Names of the extra columns (their cells are in each entry's `extra`)."""
     data_warnings: list[str] = field(default_factory=list)
     """What may bias the scores: training examples cut to max_length, duplicate inputs across splits."""
+    training_warnings: list[str] = field(default_factory=list)
+    """Runs that finished without learning much: GRPO steps with no reward difference to learn from."""
 
     @property
     def several_models(self) -> bool:
@@ -119,6 +121,7 @@ def build_report(
         environment=_environment(runs),
         columns=list(columns or {}),
         data_warnings=data_warnings(runs),
+        training_warnings=training_warnings(runs),
     )
 
 
@@ -144,6 +147,23 @@ def data_warnings(runs: list[RunData]) -> list[str]:
             f"duplicate inputs across splits ({said}): scores on them measure recall, not skill "
             "(--task-opt duplicates=drop removes them)"
         )
+    return out
+
+
+def training_warnings(runs: list[RunData]) -> list[str]:
+    """Runs that finished but mostly did not learn: GRPO steps without a reward difference in any group."""
+    out = []
+    for run in runs:
+        r = run.result
+        objective = r.get("objective") or {}
+        rl_steps = ((objective.get("phases") or {}).get("rl") or {}).get("steps") or 0
+        idle = objective.get("steps_without_signal") or 0
+        if run.ok and rl_steps and idle >= rl_steps / 2:
+            out.append(
+                f"{r['model']} · {r['method']} · seed {r['seed']}: in {idle} of {rl_steps} GRPO steps every "
+                "group's answers got the same reward, so those steps taught nothing (raise sft_steps, "
+                "generations or temperature)"
+            )
     return out
 
 

@@ -136,6 +136,7 @@ def to_markdown(data: ReportData) -> str:
         + " ".join(n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in data.budget.notes),
     ]
     lines += [f"- Data: {w}" for w in data.data_warnings]
+    lines += [f"- Training: {w}" for w in data.training_warnings]
     for axis_key, labels in data.fronts.items():
         lines.append(f"- Pareto front ({axis_key.replace('_', ' ')}): {', '.join(labels) or '—'}")
     return "\n".join(lines) + "\n"

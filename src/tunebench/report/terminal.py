@@ -75,6 +75,8 @@ def render(data: ReportData) -> Group:
         parts.append(Text(f"budget: {note}", style="dim" if data.budget.equal else "yellow"))
     for warning in data.data_warnings:
         parts.append(Text(f"data: {warning}", style="yellow"))
+    for warning in data.training_warnings:
+        parts.append(Text(f"training: {warning}", style="yellow"))
     for e in data.entries:
         for seed, reason in e.failed:
             parts.append(Text(f"{e.label} seed {seed} failed: {reason}", style="red"))
