@@ -12,8 +12,8 @@ import pytest
 
 from tunebench.cli.main import main
 from tunebench.errors import SpecError, TunebenchError
-from tunebench.report import build_report, load_runs
-from tunebench.report.data import find_disagreements, size_series
+from tunebench.report import build_report, fmt, load_runs
+from tunebench.report.data import data_warnings, find_disagreements, size_series
 from tunebench.report.formats import to_csv, to_json, to_markdown
 from tunebench.report.load import RunData
 from tunebench.report.pareto import AXES, front, pareto
@@ -437,3 +437,22 @@ def test_grpo_runs_without_a_learning_signal_are_warned_about():
         "steps taught nothing (raise sft_steps, generations or temperature)"
     ]
     assert "- Training: m · lora+rl · seed 0: in 18 of 20" in to_markdown(data)
+
+
+def test_examples_cut_to_max_length_are_one_line_for_the_runs_they_happened_in():
+    runs = [make_run("lora", 10, steps=4), make_run("full", 10, steps=4), make_run("zero-shot", 5)]
+    for run in runs[:2]:
+        run.result["train"]["truncated"] = 3
+        run.result["config"]["budget"]["max_length"] = 64
+    assert data_warnings(runs) == [
+        "every run that trained in steps: 3 training examples were cut to max_length 64 tokens "
+        "(raise budget.max_length)"
+    ]
+    runs[1].result["train"]["truncated"] = 5
+    assert [w.split(":")[0] for w in data_warnings(runs)] == ["m · lora · seed 0", "m · full · seed 0"]
+
+
+def test_memory_prints_one_decimal_in_gigabytes():
+    assert [fmt.mem_mb(x) for x in (512, 1053, 6144, 6184, 150 * 1024)] == [
+        "512 MB", "1.0 GB", "6.0 GB", "6.0 GB", "150 GB"
+    ]  # fmt: skip

@@ -128,15 +128,26 @@ def build_report(
 def data_warnings(runs: list[RunData]) -> list[str]:
     """Truncated training examples per run, and the task's duplicate inputs across splits (leakage)."""
     out = []
+    cut_runs: dict[tuple[int, Any], list[str]] = {}  # (examples cut, max_length) → the runs it happened in
+    trained = 0
     for run in runs:
         r = run.result
+        trained += bool(run.ok and (r.get("train") or {}).get("steps"))  # a probe trains without steps
         cut = (r.get("train") or {}).get("truncated") or 0
         if run.ok and cut:
             length = ((r.get("config") or {}).get("budget") or {}).get("max_length", "?")
-            out.append(
-                f"{r['model']} · {r['method']} · seed {r['seed']}: {cut} training examples were cut to "
-                f"max_length {length} tokens (raise budget.max_length)"
-            )
+            cut_runs.setdefault((cut, length), []).append(f"{r['model']} · {r['method']} · seed {r['seed']}")
+    for (cut, length), labels in cut_runs.items():  # one line per figure, not one per run of the grid
+        where = (
+            labels[0]
+            if len(labels) == 1
+            else "every run that trained in steps"
+            if len(labels) == trained
+            else f"{len(labels)} runs ({', '.join(labels[:3])}{', …' if len(labels) > 3 else ''})"
+        )
+        out.append(
+            f"{where}: {cut} training examples were cut to max_length {length} tokens (raise budget.max_length)"
+        )
     overlap = next(
         (o for run in runs if (o := (run.result.get("task_info") or {}).get("overlap")) and any(o.values())),
         None,

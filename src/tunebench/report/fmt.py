@@ -35,10 +35,12 @@ def ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
 
 
 def mem_mb(mb: float | None) -> str:
-    """Megabytes (2**20 bytes) → '1.9 GB' or '512 MB'."""
+    """Megabytes (2**20 bytes) → '1.9 GB', '6.0 GB' (not '6 GB' beside '4.3 GB'), '120 GB' or '512 MB'."""
     if mb is None:
         return "—"
-    return f"{mb / 1024:.2g} GB" if mb >= 1024 else f"{mb:.0f} MB"
+    if mb < 1024:
+        return f"{mb:.0f} MB"
+    return f"{mb / 1024:.1f} GB" if mb < 100 * 1024 else f"{mb / 1024:.0f} GB"
 
 
 def size_bytes(n: float | None) -> str:
