@@ -58,6 +58,33 @@ def test_parameter_counts_match_models_built_from_the_same_configs():
             assert arch.params == sum(p.numel() for p in model.parameters()), cls.__name__
 
 
+def test_a_classification_head_replaces_the_lm_head_in_the_counts():
+    """tunebench's `head: classifier` loads AutoModelForSequenceClassification: its count is the arch's
+    with `classes` set (a decoder's score layer has no bias, BERT's classifier has one)."""
+    import dataclasses
+
+    from transformers import (
+        BertConfig,
+        BertForSequenceClassification,
+        LlamaConfig,
+        LlamaForSequenceClassification,
+    )
+
+    small = dict(num_hidden_layers=2, num_attention_heads=4, vocab_size=300, num_labels=7)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for cfg, cls, base in (
+            (LlamaConfig(hidden_size=64, intermediate_size=96, tie_word_embeddings=False, **small),
+             LlamaForSequenceClassification, "LlamaForCausalLM"),
+            (BertConfig(hidden_size=64, intermediate_size=128, max_position_embeddings=128, **small),
+             BertForSequenceClassification, "BertModel"),
+        ):  # fmt: skip
+            arch = dataclasses.replace(
+                from_config({**cfg.to_dict(), "architectures": [base]}, base, "t"), classes=7
+            )
+            assert arch.params == sum(p.numel() for p in cls(cfg).parameters()), cls.__name__
+
+
 def test_presets_have_the_published_sizes():
     # Llama 2 model cards: 6,738,415,616 / 13,015,864,320 / 68,976,648,192 parameters.
     assert resolve_arch("7B").params == 6_738_415_616
@@ -224,6 +251,42 @@ def test_recorded_calibration_is_within_25_percent():
             }  # fmt: skip
             e = estimate_run(result, device)
             assert e.peak / 2**20 == pytest.approx(measured, rel=0.25), (method, batch)
+
+
+#: Intent classification on SmolLM2-135M through a 77-way head (experiments/ladder_banking77.yaml, batch 32,
+#: 13.6 tokens per example on average, widest batch 64): method, options, measured training peak (MB).
+RECORDED_CLASSIFIER = [
+    ("lora", {"r": 16, "target_modules": ["all-linear"]}, 6109), ("full", {}, 6184),
+    ("adapter", {"placement": "houlsby", "reduction": 16}, 4377), ("prefix", {"virtual_tokens": 20}, 4014),
+    ("partial", {"blocks": 2, "output_head": True}, 1706),
+]  # fmt: skip
+
+
+def test_classifier_runs_are_estimated_with_their_head_and_their_widest_batch():
+    """The peak comes with the widest batch, not the mean one, and a classifier head is not the tied LM
+    head (training it does not send gradients through every block). Estimating these runs from the mean
+    length and the LM head gave 1.1-3.0 GB against 1.7-6.2 GB measured; now within 35% each."""
+    from tunebench.estimate.calibrate import cpu_device
+    from tunebench.estimate.from_result import estimate_run
+
+    def result(method, options, measured, widest):
+        return {
+            "status": "ok", "model": "smollm2-135m", "method": method,
+            "config": {"model_path": None, "method": {"name": method, "head": "classifier", **options},
+                       "budget": {"batch_size": 32, "max_length": 64}},
+            "task_info": {"labels": [f"intent {i}" for i in range(77)]},
+            "train": {"tokens": 43381, "examples": 3200, "target_tokens": 3200, "bf16": False,
+                      "max_width": widest, "peak_rss_mb": measured},
+        }  # fmt: skip
+
+    device = cpu_device()
+    peaks = {}
+    for method, options, measured in RECORDED_CLASSIFIER:
+        peaks[method] = estimate_run(result(method, options, measured, 64), device).peak / 2**20
+        assert peaks[method] == pytest.approx(measured, rel=0.35), method
+        narrow = estimate_run(result(method, options, measured, None), device).peak / 2**20
+        assert narrow < 0.6 * peaks[method] or method == "partial"  # the mean length (14) would hide it
+    assert peaks["partial"] < 0.3 * peaks["full"]  # two blocks keep activations, not thirty
 
 
 @pytest.mark.slow

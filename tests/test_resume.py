@@ -212,7 +212,7 @@ def test_a_killed_compare_resumes_and_ends_as_an_uninterrupted_one(tmp_path):
     assert resumed["config_hash"] == reference["config_hash"]
     assert resumed["metrics"] == pytest.approx(reference["metrics"])
     assert resumed["train"]["final_loss"] == pytest.approx(reference["train"]["final_loss"], rel=1e-5)
-    for key in ("steps", "examples", "tokens", "target_tokens"):
+    for key in ("steps", "examples", "tokens", "target_tokens", "max_width"):
         assert resumed["train"][key] == reference["train"][key], key
     # the log holds each step once: kept up to the checkpoint, then the resumed steps
     assert _train_steps(exp / LORA / "log.jsonl") == list(range(1, 301))

@@ -64,6 +64,7 @@ def test_full_training_lowers_the_loss(tiny_llama):
     assert stats.steps == 30
     assert stats.examples == 30 * 8
     assert stats.tokens > stats.target_tokens > 0
+    assert stats.max_width == max(len(e.ids) for e in examples)  # 30 batches of 8 drew every example
     assert sum(stats.losses[-5:]) / 5 < 0.7 * sum(stats.losses[:5]) / 5
 
 

@@ -200,18 +200,20 @@ def check_rank(arch: Arch, o: LowRankOptions, where: str) -> None:
 
 
 def partial_trained(arch: Arch, o: PartialOptions) -> int:
-    return o.blocks * arch.layer_params() + (arch.vocab * arch.hidden if o.output_head else 0)
+    """The last blocks, and the output head: the LM head when output_head is set, a classifier always."""
+    head = arch.head_params() if arch.classes else arch.vocab * arch.hidden if o.output_head else 0
+    return o.blocks * arch.layer_params() + head
 
 
 def partial_depth(arch: Arch, o: PartialOptions) -> int:
     """Blocks that keep activations: the trained ones, or all of them when a tied output head trains, since
     its matrix is also the input embedding and its gradient must come back through every block."""
-    return arch.layers if o.output_head and arch.tied_embeddings else o.blocks
+    return arch.layers if o.output_head and arch.tied_head else o.blocks
 
 
 def tied_embedding_grad(arch: Arch, o: Any = None) -> int:
     """A trained tied embedding gets two dense V × d gradients (the lookup's and the head's), then summed."""
-    return arch.vocab * arch.hidden if arch.tied_embeddings else 0
+    return arch.vocab * arch.hidden if arch.tied_head else 0
 
 
 def partial_transient(arch: Arch, o: PartialOptions) -> int:

@@ -33,12 +33,17 @@ def cost_options(method: str, recorded: dict[str, Any]) -> Any:
 def run_setting(
     result: dict[str, Any], *, precision: str | None = None, tokens: float | None = None
 ) -> Setting:
-    """The run's own setting: micro-batch, mean tokens per example, the precision it trained in, and the
-    loss positions (tunebench's target-only loss computes logits at the target tokens alone)."""
+    """The run's own setting: micro-batch, sequence length, the precision it trained in, and the loss
+    positions (tunebench's target-only loss computes logits at the target tokens alone).
+
+    The sequence length is the widest micro-batch the run padded to, where it was recorded: the peak
+    comes with that batch, and with examples of uneven length (intents of 5 to 60 tokens) it is several
+    times the mean. Runs that did not record it (TRL's, older results) use the mean tokens per example."""
     budget = result["config"]["budget"]
     train = result.get("train") or {}
     examples = train.get("examples") or 0
     seq = round(train["tokens"] / examples) if examples else budget.get("max_length", 256)
+    seq = train.get("max_width") or seq
     targets = max(1, round(train["target_tokens"] / examples)) if examples else None
     if _full_forward(result["method"]):
         targets = None  # the method's loss runs the model's own forward: logits at every position
@@ -56,11 +61,17 @@ def run_setting(
 
 
 def run_arch(result: dict[str, Any]) -> Arch:
-    """The run's model shapes: its folder's config.json when it is still there, else its name."""
+    """The run's model shapes: its folder's config.json when it is still there, else its name; with a
+    classification head (`head: classifier`) in place of the LM head, over the task's labels."""
     path = result["config"].get("model_path")
     if path and (Path(path) / "config.json").exists():
-        return dataclasses.replace(resolve_arch(path), name=result["model"])
-    return resolve_arch(result["model"])
+        arch = dataclasses.replace(resolve_arch(path), name=result["model"])
+    else:
+        arch = resolve_arch(result["model"])
+    if (result["config"].get("method") or {}).get("head") == "classifier":
+        labels = (result.get("task_info") or {}).get("labels") or []
+        arch = dataclasses.replace(arch, classes=max(2, len(labels)))
+    return arch
 
 
 def estimate_run(result: dict[str, Any], device: Device) -> Estimate:

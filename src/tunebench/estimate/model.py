@@ -282,7 +282,7 @@ def _activations(
         return per_layer + kv, per_layer + kv, 0
     outer = 3 * arch.hidden * tokens * p.act  # final norm and the head's input
     positions = s.batch * (s.logit_positions or seq) if arch.kind == "decoder" else 0
-    logits = positions * arch.vocab * (12 + (p.act if p.act < 4 else 0))
+    logits = positions * arch.outputs * (12 + (p.act if p.act < 4 else 0))
     full = layers * per_layer + outer + transient
     ckpt = layers * arch.hidden * tokens * p.act + per_layer + outer + transient
     return full, ckpt, logits
@@ -293,7 +293,7 @@ def _flops_per_token(
 ) -> tuple[float, float]:
     """(FLOPs per token, with checkpointing): forward, backward through the kept blocks, weight gradients."""
     seq = s.seq_len + cost.extra_tokens(arch, opts)
-    head = arch.vocab * arch.hidden if arch.kind == "decoder" else 0
+    head = arch.outputs * arch.hidden if arch.kind == "decoder" or arch.classes else 0
     attention = 2 * seq * arch.q_dim  # per block: QKᵀ and A·V (Kaplan's 2·n_ctx·d_attn)
     block = 2 * arch.layer_linear_params() + attention
     forward = arch.layers * block + 2 * head + 2 * added

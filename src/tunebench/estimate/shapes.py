@@ -77,6 +77,9 @@ class Arch:
     """Gemma 3 / Qwen 3 normalise queries and keys (one head_dim vector each)."""
     pooler: bool = False
     """BERT's pooler (a d × d dense layer on the first token)."""
+    classes: int = 0
+    """Outputs of a classification head that replaces the LM head (tunebench's `head: classifier`); 0: the
+    model's own head over the vocabulary."""
     source: str = "preset"
 
     # ---- derived sizes -------------------------------------------------------------------------------
@@ -122,8 +125,21 @@ class Arch:
         return (self.vocab + self.positions + self.token_types) * self.hidden
 
     def head_params(self) -> int:
-        """The output projection when it is not tied to the input embedding (decoders only)."""
+        """The output projection when it is not tied to the input embedding (decoders only), or the
+        classification head (weight and bias) that replaces it."""
+        if self.classes:  # a decoder's score layer has no bias (LlamaForSequenceClassification), BERT's has
+            return self.classes * (self.hidden + (self.kind == "encoder"))
         return self.vocab * self.hidden if self.kind == "decoder" and not self.tied_embeddings else 0
+
+    @property
+    def outputs(self) -> int:
+        """Width of the output layer: the classes of a classification head, else the vocabulary."""
+        return self.classes or self.vocab
+
+    @property
+    def tied_head(self) -> bool:
+        """The output layer is the input embedding's matrix (a trained head then trains the embedding)."""
+        return self.tied_embeddings and not self.classes
 
     def outer_params(self) -> int:
         """Everything outside the blocks: embeddings, final norm (or BERT's embedding norm), head, pooler."""

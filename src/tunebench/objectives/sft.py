@@ -73,6 +73,8 @@ def combine(first: TrainStats, second: TrainStats) -> TrainStats:
         examples=first.examples + second.examples,
         tokens=tokens,
         target_tokens=first.target_tokens + second.target_tokens,
+        # unknown (0) unless both phases padded in tunebench's loop: TRL's does not say
+        max_width=max(first.max_width, second.max_width) if first.max_width and second.max_width else 0,
         tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
         peak_rss_mb=max(first.peak_rss_mb, second.peak_rss_mb),
         peak_gpu_mb=max(gpu) if gpu else None,

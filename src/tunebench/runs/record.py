@@ -10,7 +10,8 @@ Keys (all present; values may be null where a method has nothing to report):
   metrics          metric name → value in [0, 1]
   ci95             [low, high] 95% bootstrap interval of the primary metric
   params           trainable, total, trainable_pct
-  train            seconds, steps, examples, tokens (non-padding), target_tokens, tokens_per_s,
+  train            seconds, steps, examples, tokens (non-padding), target_tokens, max_width (the widest
+                   micro-batch with its padding; null where TRL trained), tokens_per_s,
                    peak_rss_mb, peak_gpu_mb, bf16, final_loss, truncated (examples cut to max_length),
                    dev_eval_seconds (time spent scoring the dev curve, left out of `seconds`),
                    dev_curve ([[step, dev score], ...] every budget.dev_every steps; [] when off),

@@ -437,6 +437,7 @@ def _train_record(stats, truncated: int, dev_seconds: float, curve: list) -> dic
         "examples": stats.examples,
         "tokens": stats.tokens,
         "target_tokens": stats.target_tokens,
+        "max_width": getattr(stats, "max_width", None),
         "tokens_per_s": stats.tokens / seconds,
         "peak_rss_mb": stats.peak_rss_mb,
         "peak_gpu_mb": stats.peak_gpu_mb,

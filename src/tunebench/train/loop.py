@@ -36,6 +36,8 @@ class TrainStats:
     tokens: int = 0
     """Non-padding tokens processed (prompt and target)."""
     target_tokens: int = 0
+    max_width: int = 0
+    """The widest micro-batch, in tokens with its padding: the peak's activations scale with it."""
     tokens_per_s: float = 0.0
     peak_rss_mb: float = 0.0
     peak_gpu_mb: float | None = None
@@ -152,6 +154,7 @@ def _step(model, loss_fn: LossFn, stream, budget: Budget, device, bf16: bool, st
         stats.examples += batch.input_ids.shape[0]
         stats.tokens += batch.n_tokens
         stats.target_tokens += _target_tokens(batch)
+        stats.max_width = max(stats.max_width, batch.input_ids.shape[1])
     return step_loss
 
 
@@ -164,7 +167,9 @@ def _resume_stats(stats: TrainStats, saved: dict) -> None:
 
 
 #: TrainStats fields carried over from a checkpoint.
-_RESUMED = ("seconds", "steps", "examples", "tokens", "target_tokens", "losses", "peak_rss_mb", "peak_gpu_mb")
+_RESUMED = (
+    "seconds", "steps", "examples", "tokens", "target_tokens", "max_width", "losses", "peak_rss_mb", "peak_gpu_mb"
+)  # fmt: skip
 
 
 def _peaks(stats: TrainStats, mem: PeakMemory) -> tuple[float, float | None]:
