@@ -456,3 +456,8 @@ def test_memory_prints_one_decimal_in_gigabytes():
     assert [fmt.mem_mb(x) for x in (512, 1053, 6144, 6184, 150 * 1024)] == [
         "512 MB", "1.0 GB", "6.0 GB", "6.0 GB", "150 GB"
     ]  # fmt: skip
+
+
+def test_learning_rates_print_as_people_write_them():
+    rates = (3e-5, 1e-4, 2.5e-4, 1e-3, 0.03, 0.1, None)
+    assert [fmt.lr(x) for x in rates] == ["3e-5", "1e-4", "2.5e-4", "1e-3", "0.03", "0.1", "—"]

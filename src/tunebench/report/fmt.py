@@ -72,4 +72,10 @@ def nats(x: float | None) -> str:
 
 
 def lr(x: float | None) -> str:
-    return "—" if x is None else f"{x:g}"
+    """A learning rate as people write one: 3e-5, 1e-4, 2e-3, 0.03, 0.1 (not 3e-05 beside 0.0001)."""
+    if x is None:
+        return "—"
+    if x == 0 or 1e-2 <= abs(x) < 1e3:
+        return f"{x:g}"
+    mantissa, exponent = f"{x:.2e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"
