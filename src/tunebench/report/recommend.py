@@ -162,7 +162,7 @@ def _costs(e: Entry) -> str:
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
-#: (what, value) for "needs less than half the ..." phrases.
+#: (what, value) for "needs 3.6% of its trainable parameters" phrases.
 _SAVINGS = [
     ("trainable parameters", lambda e: e.trainable),
     ("memory", lambda e: e.peak_mb),
@@ -172,12 +172,13 @@ _SAVINGS = [
 
 
 def _cheaper(a: Entry, b: Entry) -> list[str]:
-    """Where `a` costs at most half of what `b` costs (a difference worth a sentence)."""
+    """Where `a` costs at most half of what `b` costs (a difference worth a sentence), as 'N% of its X'."""
     out = []
     for what, value in _SAVINGS:
         va, vb = value(a), value(b)
-        if va is not None and vb is not None and va <= 0.5 * vb:
-            out.append(what)
+        if va is not None and vb and va <= 0.5 * vb:
+            share = 100 * va / vb
+            out.append(f"{share:.2g}% of its {what}" if share < 10 else f"{share:.0f}% of its {what}")
     return out
 
 
@@ -197,8 +198,8 @@ def _why(
     elif cheaper:
         r, what = cheaper[0]
         text += (
-            f"; {r.label} ({fmt.pct(r.mean)}) is within the noise of it and needs less than half the "
-            f"{' and '.join(what)}"
+            f"; {r.label} ({fmt.pct(r.mean)}) is within the noise of it and needs "
+            f"{', '.join(what[:-1]) + ' and ' + what[-1] if len(what) > 1 else what[0]}"
         )
     elif runners:
         text += (
