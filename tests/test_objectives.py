@@ -240,6 +240,10 @@ def test_rl_runs_a_few_grpo_steps(tmp_path):
     assert info["reward"].startswith("verifiable")
     # a random model is never right: every group's rewards are all 0, so neither step had a signal
     assert info["steps_without_signal"] == 2
+    assert info["warnings"] == [
+        "in 2 of 2 GRPO steps every group's answers got the same reward, so those steps taught nothing "
+        "(raise sft_steps, generations or temperature)"
+    ]
 
 
 def test_rl_with_a_reward_model(tmp_path):
@@ -250,6 +254,7 @@ def test_rl_with_a_reward_model(tmp_path):
     # a random one-output head gives real-valued scores, not the verifiable reward's 0/1
     assert info["rl_metrics"]["reward"] not in (0.0, 1.0)
     assert info["steps_without_signal"] == 0  # real-valued scores always differ within a group
+    assert "warnings" not in info
 
 
 def test_rl_after_sft_records_both_phases(tmp_path):

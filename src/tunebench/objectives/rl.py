@@ -119,14 +119,20 @@ class Rl(Objective):
             stats = run_trainer(
                 trainer, ctx, examples_per_step=per_step, steps_before=sft.steps if sft else 0
             )
+            idle = _steps_without_signal(trainer)
             self.info.update(
                 generations=self.options.generations,
                 prompts_seen=stats.steps * per_step // self.options.generations,
                 rl_metrics=last_logged(trainer, RL_METRICS),
                 first_reward=_first_logged(trainer, "reward"),
-                steps_without_signal=_steps_without_signal(trainer),
+                steps_without_signal=idle,
                 reward=self.options.reward_model or "verifiable: the task reads the gold answer",
             )
+            if stats.steps and idle >= stats.steps / 2:  # the run finished, but mostly did not learn
+                self.info["warnings"] = [
+                    f"in {idle} of {stats.steps} GRPO steps every group's answers got the same reward, so "
+                    "those steps taught nothing (raise sft_steps, generations or temperature)"
+                ]
             del trainer
         self.info["phases"] = {"sft": phase(sft) if sft else None, "rl": phase(stats)}
         return combine(sft, stats) if sft else stats
@@ -165,7 +171,7 @@ def answer_reward(task: Task):
 
 def _steps_without_signal(trainer) -> int:
     """RL steps in which every group's answers got the same reward: GRPO's advantages are all 0 there and
-    the step teaches nothing (a loss of exactly 0 without a KL term). The report warns when most are."""
+    the step teaches nothing (a loss of exactly 0 without a KL term)."""
     return sum(1 for entry in trainer.state.log_history if entry.get("frac_reward_zero_std") == 1.0)
 
 

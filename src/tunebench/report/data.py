@@ -76,7 +76,7 @@ class ReportData:
     data_warnings: list[str] = field(default_factory=list)
     """What may bias the scores: training examples cut to max_length, duplicate inputs across splits."""
     training_warnings: list[str] = field(default_factory=list)
-    """Runs that finished without learning much: GRPO steps with no reward difference to learn from."""
+    """What an objective said of a run that finished without learning much (`objective.warnings`)."""
 
     @property
     def several_models(self) -> bool:
@@ -138,13 +138,12 @@ def data_warnings(runs: list[RunData]) -> list[str]:
             length = ((r.get("config") or {}).get("budget") or {}).get("max_length", "?")
             cut_runs.setdefault((cut, length), []).append(f"{r['model']} · {r['method']} · seed {r['seed']}")
     for (cut, length), labels in cut_runs.items():  # one line per figure, not one per run of the grid
-        where = (
-            labels[0]
-            if len(labels) == 1
-            else "every run that trained in steps"
-            if len(labels) == trained
-            else f"{len(labels)} runs ({', '.join(labels[:3])}{', …' if len(labels) > 3 else ''})"
-        )
+        if len(labels) == 1:
+            where = labels[0]
+        elif len(labels) == trained:
+            where = "every run that trained in steps"
+        else:
+            where = f"{len(labels)} runs ({', '.join(labels[:3])}{', …' if len(labels) > 3 else ''})"
         out.append(
             f"{where}: {cut} training examples were cut to max_length {length} tokens (raise budget.max_length)"
         )
@@ -162,20 +161,15 @@ def data_warnings(runs: list[RunData]) -> list[str]:
 
 
 def training_warnings(runs: list[RunData]) -> list[str]:
-    """Runs that finished but mostly did not learn: GRPO steps without a reward difference in any group."""
-    out = []
-    for run in runs:
-        r = run.result
-        objective = r.get("objective") or {}
-        rl_steps = ((objective.get("phases") or {}).get("rl") or {}).get("steps") or 0
-        idle = objective.get("steps_without_signal") or 0
-        if run.ok and rl_steps and idle >= rl_steps / 2:
-            out.append(
-                f"{r['model']} · {r['method']} · seed {r['seed']}: in {idle} of {rl_steps} GRPO steps every "
-                "group's answers got the same reward, so those steps taught nothing (raise sft_steps, "
-                "generations or temperature)"
-            )
-    return out
+    """The warnings each finished run's objective recorded (GRPO steps without a reward difference, say),
+    labelled with the run: the objective knows what went wrong, the report only lists it."""
+    return [
+        f"{r['model']} · {r['method']} · seed {r['seed']}: {warning}"
+        for run in runs
+        if run.ok
+        for r in [run.result]
+        for warning in (r.get("objective") or {}).get("warnings") or []
+    ]
 
 
 def _results_by_entry(runs: list[RunData]) -> dict[tuple[str, str], list[dict[str, Any]]]:

@@ -159,6 +159,11 @@ def _costs(e: Entry) -> str:
         parts.append(f"{fmt.seconds(e.train_seconds)} of training")
     if e.serve_latency_ms is not None:
         parts.append(f"{fmt.ms(e.serve_latency_ms)} per example")
+    return _and(parts)
+
+
+def _and(parts: list[str]) -> str:
+    """'a', 'a and b', 'a, b and c'."""
     return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
 
 
@@ -197,10 +202,7 @@ def _why(
         text += f"; {e.label} scores higher ({fmt.pct(e.mean)}) but {why[0]}"
     elif cheaper:
         r, what = cheaper[0]
-        text += (
-            f"; {r.label} ({fmt.pct(r.mean)}) is within the noise of it and needs "
-            f"{', '.join(what[:-1]) + ' and ' + what[-1] if len(what) > 1 else what[0]}"
-        )
+        text += f"; {r.label} ({fmt.pct(r.mean)}) is within the noise of it and needs {_and(what)}"
     elif runners:
         text += (
             f"; {', '.join(r.label for r in runners)} {'is' if len(runners) == 1 else 'are'} within the noise"

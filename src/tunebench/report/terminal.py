@@ -26,8 +26,7 @@ def leaderboard_table(data: ReportData) -> Table:
     )
     # With several models a label takes two lines, model over method, rather than push the figures off an
     # 80-column screen (it would wrap anyway, at a worse place).
-    labels = {id(e): _two_lines(e.label) for e in data.entries}
-    widest = max((len(line) + 2 for label in labels.values() for line in label.split("\n")), default=6)
+    widest = max((len(line) + 2 for e in data.entries for line in _two_lines(e.label).split("\n")), default=6)
     table.add_column("method", min_width=min(14, widest))
     table.add_column(metric.replace(" ", "\n"), justify="right", no_wrap=True)
     columns = (["sd"] if several_seeds else []) + [
@@ -44,11 +43,11 @@ def leaderboard_table(data: ReportData) -> Table:
         table.add_column(name.replace(" ", "\n", 1), justify="right", no_wrap=True)
     for e in data.entries:
         if not e.ok:  # the reason goes under the table: a long message would squeeze every column
-            table.add_row(labels[id(e)], "[red]failed[/red]")
+            table.add_row(_two_lines(e.label), "[red]failed[/red]")
             continue
         mark = " [green]★[/green]" if e.best else " [yellow]≈[/yellow]" if e.tied else ""
         table.add_row(
-            labels[id(e)] + mark,
+            _two_lines(e.label) + mark,
             fmt.pct(e.mean),
             *([f"{100 * e.std:.1f}" if e.std is not None else "—"] if several_seeds else []),
             fmt.ci(e.ci95, digits=0),

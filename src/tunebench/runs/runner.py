@@ -437,7 +437,7 @@ def _train_record(stats, truncated: int, dev_seconds: float, curve: list) -> dic
         "examples": stats.examples,
         "tokens": stats.tokens,
         "target_tokens": stats.target_tokens,
-        "max_width": getattr(stats, "max_width", None),
+        "max_width": getattr(stats, "max_width", 0) or None,  # 0: not known (TRL's loop pads on its own)
         "tokens_per_s": stats.tokens / seconds,
         "peak_rss_mb": stats.peak_rss_mb,
         "peak_gpu_mb": stats.peak_gpu_mb,
