@@ -15,7 +15,15 @@ from tunebench.cli.main import main
 from tunebench.config import Budget, parse_spec
 from tunebench.errors import SpecError
 from tunebench.runs import measure
-from tunebench.runs.selection import Candidate, choose, final_loss, rung_fractions, scaled_budget, select_lr
+from tunebench.runs.selection import (
+    Candidate,
+    at_lr,
+    beyond_edge,
+    choose,
+    final_loss,
+    rung_fractions,
+    select_lr,
+)
 
 
 def test_rungs_of_grid_and_successive_halving():
@@ -26,13 +34,18 @@ def test_rungs_of_grid_and_successive_halving():
     assert rung_fractions(1, "halving") == [1.0]
 
 
-def test_scaled_budget_shortens_steps_or_epochs_and_drops_the_grid():
+def test_a_candidate_keeps_the_whole_budget_and_drops_the_grid():
     budget = Budget(steps=80, lr_grid=[1e-4, 1e-3])
-    b = scaled_budget(budget, 1e-3, 0.25)
-    assert (b.lr, b.steps, b.lr_grid) == (1e-3, 20, [])
-    assert scaled_budget(Budget(steps=3), 1e-3, 0.125).steps == 1  # never zero steps
-    assert scaled_budget(Budget(epochs=2.0), 1e-3, 0.5).epochs == 1.0
-    assert scaled_budget(budget, 5e-4, 1.0).steps == 80
+    b = at_lr(budget, 1e-3)
+    assert (b.lr, b.steps, b.lr_grid) == (1e-3, 80, [])  # a rung stops it early; its schedule is the budget's
+
+
+def test_the_grid_is_extended_beyond_the_edge_where_the_winner_sits():
+    assert beyond_edge([1e-4, 1e-3, 1e-2], 1e-2) == 0.1
+    assert beyond_edge([1e-4, 1e-3, 1e-2], 1e-4) == 1e-5
+    assert beyond_edge([2e-4, 5e-4, 1e-3, 2e-3], 2e-3) == 4e-3
+    assert beyond_edge([1e-4, 1e-3, 1e-2], 1e-3) is None  # inside: nothing to extend
+    assert beyond_edge([1e-3], 1e-3) is None  # one rate: no direction to go
 
 
 def test_choose_prefers_dev_score_then_lower_loss_then_smaller_rate():
@@ -48,16 +61,19 @@ def test_choose_prefers_dev_score_then_lower_loss_then_smaller_rate():
     assert final_loss([5.0] * 18 + [1.0, 3.0]) == 2.0 and final_loss([]) is None
 
 
-def fake_evaluate(calls: list):
-    """A dev score that peaks at lr 1e-3 and grows with steps; lr 1e-1 diverges."""
+def fake_evaluate(calls: list, best: float = 1e-3):
+    """A dev score that peaks at lr `best` and grows with the steps trained; lr >= 0.1 diverges."""
 
-    def evaluate(budget: Budget, rung: int) -> Candidate:
-        calls.append((budget.lr, budget.steps, rung))
+    def evaluate(budget: Budget, rung: int, fraction: float) -> Candidate:
+        steps = round(budget.steps * fraction)
+        calls.append((budget.lr, steps, rung))
         if budget.lr >= 1e-1:
-            return Candidate(lr=budget.lr, steps=budget.steps, rung=rung, status="failed", error="nan loss")
-        distance = abs(round(math.log10(budget.lr)) + 3)
-        score = max(0.0, 0.8 - 0.2 * distance) * budget.steps / 80
-        return Candidate(budget.lr, budget.steps, rung, metric="exact_match", dev_score=score, final_loss=1.0)
+            return Candidate(budget.lr, steps, rung, status="failed", error="nan loss", fraction=fraction)
+        distance = abs(math.log10(budget.lr) - math.log10(best))
+        score = max(0.0, 0.8 - 0.2 * distance) * steps / 80
+        return Candidate(
+            budget.lr, steps, rung, metric="exact_match", dev_score=score, final_loss=1.0, fraction=fraction
+        )
 
     return evaluate
 
@@ -69,19 +85,30 @@ def test_grid_trains_every_candidate_with_the_whole_budget():
     assert sel["chosen_lr"] == 1e-3 and sel["metric"] == "exact_match" and sel["seed"] == 3
     assert calls == [(lr, 80, 0) for lr in budget.lr_grid]
     assert sel["split"] == "dev" and len(sel["candidates"]) == 4
+    assert sel["extended"] is None and not sel["at_edge"]
 
 
-def test_halving_keeps_the_better_half_with_twice_the_steps():
+def test_halving_keeps_the_better_half_for_twice_as_long_on_the_whole_schedule():
     calls: list = []
     budget = Budget(steps=80, lr_grid=[1e-4, 1e-3, 1e-2, 1e-1], lr_search="halving")
     sel = select_lr(budget, fake_evaluate(calls), seed=0)
     assert calls[:4] == [(lr, 20, 0) for lr in budget.lr_grid]
-    assert sorted(calls[4:]) == [
-        (1e-4, 40, 1),
-        (1e-3, 40, 1),
-    ]  # 1e-2 ties 1e-4 on score; the smaller rate wins
+    assert sorted(calls[4:]) == [(1e-4, 40, 1), (1e-3, 40, 1)]  # 1e-2 ties 1e-4 on score; the smaller wins
     assert sel["chosen_lr"] == 1e-3
     assert sum(steps for _, steps, _ in calls) == 160  # two budgets' worth, against four for the grid
+    assert all(c["fraction"] in (0.25, 0.5) for c in sel["candidates"])
+
+
+def test_a_winner_at_the_edge_extends_the_grid_one_step():
+    calls: list = []
+    budget = Budget(steps=80, lr_grid=[1e-5, 1e-4, 1e-3])
+    sel = select_lr(budget, fake_evaluate(calls, best=1e-2), seed=0)
+    assert calls[-1] == (1e-2, 80, 0)  # one step past 1e-3, trained like the winner
+    assert sel["extended"] == {"from": 1e-3, "to": 1e-2, "direction": "up"}
+    assert sel["chosen_lr"] == 1e-2 and sel["at_edge"]  # the extension won: a larger rate may be better still
+    assert [c["extension"] for c in sel["candidates"]] == [False, False, False, True]
+    inside = select_lr(budget, fake_evaluate([], best=1e-4), seed=0)
+    assert inside["extended"] is None and inside["chosen_lr"] == 1e-4
 
 
 def test_every_candidate_failing_gives_no_choice():
@@ -144,14 +171,20 @@ def test_selection_is_recorded_and_the_final_run_uses_the_chosen_rate(selected):
         r = _result(exp, method)
         sel = r["selection"]
         assert sel["search"] == "grid" and sel["split"] == "dev" and sel["grid"] == [1e-4, 3e-2]
-        assert [c["lr"] for c in sel["candidates"]] == [1e-4, 3e-2]
-        assert all(
-            c["status"] == "ok" and c["steps"] == 4 and 0 <= c["dev_score"] <= 1 for c in sel["candidates"]
-        )
-        assert r["config"]["budget"]["lr"] == sel["chosen_lr"] in (1e-4, 3e-2)
+        # a two-rate grid's winner is always at an edge: one more rate beyond it
+        edge = sel["extended"]["from"]
+        assert [c["lr"] for c in sel["candidates"]] == [1e-4, 3e-2, 1e-4 / 300 if edge == 1e-4 else 9.0]
+        assert all(c["steps"] == 4 and c["fraction"] == 1.0 for c in sel["candidates"])
+        assert all(0 <= c["dev_score"] <= 1 for c in sel["candidates"] if c["status"] == "ok")
+        assert r["config"]["budget"]["lr"] == sel["chosen_lr"]
+        # the winner trained this very run (seed 0, whole budget): it was reused, not trained again
+        assert r["reused"]["from"] == "learning-rate selection" and sel["reusable"]
+        assert r["train"]["steps"] == 4 and r["train"]["dev_curve"]
+        kept = [p.name for p in (exp / "selection" / f"tiny-llama--{method}").iterdir() if p.is_dir()]
+        assert len(kept) == 1 and kept[0].startswith(f"lr{sel['chosen_lr']:g}--")  # the losers' states go
     zero = _result(exp, "zero-shot")
     assert zero["selection"] is None and "lr_grid" not in zero["config"]["budget"]  # prompting: no search
-    assert len(list((exp / "selection" / "tiny-llama--lora").glob("*.json"))) == 2
+    assert len(list((exp / "selection" / "tiny-llama--lora").glob("*.json"))) == 3
 
 
 def test_dev_curve_is_recorded_and_its_time_left_out_of_training(selected):
@@ -185,7 +218,7 @@ def test_a_second_compare_reuses_selection_and_runs(selected, capsys):
     stamps = {p: p.stat().st_mtime_ns for p in exp.rglob("*.json")}
     assert main(args) == 0
     err = capsys.readouterr().err
-    assert err.count("finished earlier") == 3 + 4  # three runs, four candidates
+    assert err.count("finished earlier") == 3 + 6  # three runs, six candidates
     assert {p: p.stat().st_mtime_ns for p in exp.rglob("*.json") if p in stamps} == stamps
 
 
@@ -210,7 +243,7 @@ def test_selection_never_sees_the_test_split(tmp_path, monkeypatch):
     monkeypatch.setattr(lora, "predict", lambda self, ctx, xs: asked.extend(xs) or original(self, ctx, xs))
     cell = runner.Cell(resolve_model("tiny-llama"), spec.methods[0], 0)
     selection = runner._select(cell, spec, task, splits, tmp_path, force=False, progress=RunProgress())
-    assert selection["chosen_lr"] in (1e-3, 1e-2)
+    assert selection["chosen_lr"] in (1e-4, 1e-3, 1e-2, 1e-1)  # the grid, or one step beyond its edge
     assert asked and set(asked) <= {e.input for e in splits.dev}
     assert not set(asked) & {e.input for e in splits.test}
 

@@ -56,9 +56,45 @@ def test_full_spec_parses():
     assert s.methods[2].options.r == 8
     assert s.methods[2].options.alpha == 32.0
     assert s.seeds == [0, 1]
-    assert (s.budget.steps, s.budget.batch_size, s.budget.lr) == (10, 4, 1e-3)
-    assert all(m.budget == s.budget for m in s.methods)
+    assert (s.budget.steps, s.budget.batch_size, s.budget.lr) == (10, 4, None)  # unset: each method's own
+    assert all((m.budget.steps, m.budget.batch_size) == (10, 4) for m in s.methods)
     assert s.out == "elsewhere"
+
+
+# --- each method's own recipe -----------------------------------------------------------------------
+
+
+def test_an_unset_learning_rate_is_the_methods_own():
+    s = spec(methods=["zero-shot", "lora", "full", "prefix"], budget={"steps": 10})
+    by_name = {m.name: m.budget for m in s.methods}
+    assert by_name["full"].lr == 2e-5 and by_name["full"].weight_decay == 0.01
+    assert by_name["lora"].lr == 5e-4 and by_name["lora"].warmup == 0.06
+    assert by_name["prefix"].lr == 1e-2
+    assert by_name["zero-shot"].lr is None  # a method that does not train has no learning rate
+
+
+def test_a_given_learning_rate_wins_over_the_recipe():
+    s = spec(methods=["lora", {"name": "full", "lr": 1e-4}], budget={"lr": 3e-3, "warmup": 0.0})
+    by_name = {m.name: m.budget for m in s.methods}
+    assert (by_name["lora"].lr, by_name["lora"].warmup) == (3e-3, 0.0)  # the experiment's, for every method
+    assert by_name["full"].lr == 1e-4  # the method entry's own, above both
+
+
+def test_lr_grid_auto_is_the_methods_grid():
+    s = spec(methods=["lora", {"name": "full", "lr_grid": [1e-5, 3e-5]}], budget={"lr_grid": "auto"})
+    by_name = {m.name: m.budget for m in s.methods}
+    assert by_name["lora"].lr_grid == [2e-4, 5e-4, 1e-3, 2e-3]
+    assert by_name["full"].lr_grid == [1e-5, 3e-5]
+    assert spec(methods=["lora"], budget={"lr_grid": "1e-4, 1e-3"}).methods[0].budget.lr_grid == [1e-4, 1e-3]
+
+
+def test_every_training_method_declares_a_recipe_with_a_source():
+    from tunebench.methods import METHODS
+
+    for name, cls in METHODS.items():
+        if cls.trains:
+            assert cls.recipe is not None, name
+            assert cls.recipe.source and cls.recipe.lr in cls.recipe.lr_grid, name
 
 
 def test_methods_given_as_a_comma_separated_string():

@@ -212,6 +212,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
             cls.summary,
         )
     out.print(table)
+    out.print(_recipes_table(METHODS))
     from tunebench.objectives import OBJECTIVES
 
     objectives = Table(
@@ -224,6 +225,26 @@ def cmd_methods(args: argparse.Namespace) -> int:
         objectives.add_row(name, ", ".join(field_names(cls.Options)), cls.summary)
     out.print(objectives)
     return 0
+
+
+def _recipes_table(methods: Any) -> Any:
+    """Each training method's own defaults, used for the budget fields a spec leaves unset."""
+    from rich.table import Table
+
+    from tunebench.report.fmt import lr as show_lr
+
+    table = Table(
+        title="Training defaults (used where the spec sets none; lr_grid: auto searches the grid)",
+        title_justify="left",
+    )
+    for col in ("name", "lr", "lr_grid: auto", "warm-up", "weight decay", "source"):
+        table.add_column(col)
+    for name, cls in methods.items():
+        r = cls.recipe
+        if r is not None:
+            grid = ", ".join(show_lr(x) for x in r.lr_grid)
+            table.add_row(name, show_lr(r.lr), grid, f"{r.warmup:g}", f"{r.weight_decay:g}", r.source)
+    return table
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

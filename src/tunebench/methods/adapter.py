@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from tunebench.methods.base import METHODS, Context
+from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.bottleneck import ACTIVATIONS, insert_adapters
 from tunebench.methods.tuning import ModelMethod, ModelOptions
 from tunebench.typed import require
@@ -43,6 +43,12 @@ class Adapter(ModelMethod):
     summary = "insert small down/up-projection modules after attention and MLP (Houlsby) or MLP (Pfeiffer)"
     trains = True
     Options = AdapterOptions
+    recipe = Recipe(
+        lr=1e-3,
+        lr_grid=(3e-4, 1e-3, 3e-3, 1e-2),
+        source="Houlsby et al. (2019) search {3e-5, 3e-4, 3e-3}; the adapters start near the identity, so "
+        "we start between the upper two",
+    )
 
     def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
         o = self.options

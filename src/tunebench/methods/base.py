@@ -30,6 +30,24 @@ class NoOptions:
     """This method has no options of its own."""
 
 
+@dataclass(frozen=True)
+class Recipe:
+    """A method's own training defaults, used for every budget field a spec leaves unset.
+
+    One learning rate for every method measures the learning rate as much as the method (full fine-tuning
+    of a BERT-class encoder at LoRA's 1e-3 fails), so each training method states its own, with where the
+    value comes from. `lr_grid` is what `lr_grid: auto` searches: a few rates around the default, spaced
+    about 3x apart (the search extends it when the winner sits at an edge).
+    """
+
+    lr: float
+    lr_grid: tuple[float, ...]
+    weight_decay: float = 0.0
+    warmup: float = 0.1
+    source: str = ""
+    """Where these values come from: a paper, a library's default, or our own measurement (on which data)."""
+
+
 @dataclass
 class Context:
     """Everything a method needs for one run."""
@@ -59,6 +77,8 @@ class Method(ABC):
     summary: ClassVar[str]
     trains: ClassVar[bool] = False
     Options: ClassVar[type] = NoOptions
+    recipe: ClassVar[Recipe | None] = None
+    """The training defaults (every method that trains declares one; `tunebench methods` lists them)."""
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -94,6 +114,15 @@ class Method(ABC):
     def merge(self) -> bool:
         """Fold trained weights into the base for serving (LoRA family); False when there is nothing to merge."""
         return False
+
+    def trainable_state(self) -> dict[str, torch.Tensor] | None:
+        """A copy of what training changes, to restore the best dev state after early stopping; None when the
+        method cannot give one (then the last state is kept, and the run records that)."""
+        return None
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Put back a state that `trainable_state` returned."""
+        raise NotImplementedError
 
     def usage(self) -> dict[str, Any] | None:
         """What the last `predict` cost at an API (requests, tokens, latency) when the method asked an

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file
 
 from tunebench.errors import UnsupportedError
-from tunebench.methods.base import METHODS, Context
+from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.tuning import ModelMethod, ModelOptions
 from tunebench.typed import require
 
@@ -25,6 +25,13 @@ class Full(ModelMethod):
     access = "white box"
     summary = "train every weight; the strongest and the most costly in memory and storage"
     trains = True
+    recipe = Recipe(
+        lr=2e-5,
+        lr_grid=(1e-5, 2e-5, 5e-5, 1e-4),
+        weight_decay=0.01,
+        warmup=0.1,
+        source="BERT (Devlin et al., 2019, App. A.3): AdamW at 2e-5 to 5e-5, weight decay 0.01, 10% warm-up",
+    )
 
     def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
         return model.requires_grad_(True)
@@ -73,6 +80,13 @@ class Partial(ModelMethod):
     summary = "fine-tuning I: train the last k transformer blocks and the output head, freeze the rest"
     trains = True
     Options = PartialOptions
+    recipe = Recipe(
+        lr=5e-5,
+        lr_grid=(2e-5, 5e-5, 1e-4, 2e-4),
+        weight_decay=0.01,
+        warmup=0.1,
+        source="BERT's fine-tuning range (Devlin et al., 2019) at its top, 5e-5: only the top blocks move",
+    )
 
     def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
         blocks = transformer_blocks(model)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import torch
 
-from tunebench.methods.base import METHODS, Context
+from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.tuning import ModelMethod, ModelOptions
 from tunebench.typed import require
 
@@ -74,6 +74,14 @@ class Lora(PeftMethod):
     summary = "train rank-r updates B·A beside frozen weights (PEFT); megabytes per task"
     Options = LoraOptions
     use_dora: ClassVar[bool] = False
+    # DoRA and QLoRA inherit it: they differ from LoRA in the weight decomposition or the base's storage,
+    # and comparing them at LoRA's rate isolates that difference (QLoRA's paper uses 2e-4 at 7B-13B).
+    recipe = Recipe(
+        lr=5e-4,
+        lr_grid=(2e-4, 5e-4, 1e-3, 2e-3),
+        warmup=0.06,
+        source="LoRA (Hu et al., 2021, Table 9): RoBERTa-base at 4e-4 to 5e-4, 6% warm-up",
+    )
 
     def peft_config(self, ctx: Context) -> Any:
         from peft import LoraConfig
@@ -158,6 +166,12 @@ class Ia3(PeftMethod):
     updates = "scaling vectors on keys, values, MLP"
     summary = "learn per-channel rescaling vectors (PEFT); a few thousand parameters"
     Options = Ia3Options
+    recipe = Recipe(
+        lr=3e-3,
+        lr_grid=(1e-3, 3e-3, 1e-2),
+        warmup=0.06,
+        source="T-Few (Liu et al., 2022) trains (IA)3 vectors at 3e-3",
+    )
 
     def peft_config(self, ctx: Context) -> Any:
         from peft import IA3Config
@@ -209,6 +223,12 @@ class Prefix(VirtualTokenMethod):
     updates = "key/value prefix at every layer"
     summary = "learn virtual key/value tokens prepended in every attention layer (PEFT)"
     config_class = "PrefixTuningConfig"
+    recipe = Recipe(
+        lr=1e-2,
+        lr_grid=(3e-3, 1e-2, 3e-2),
+        source="P-Tuning v2 (Liu et al., 2022) trains deep prefixes of BERT-class encoders at 5e-3 to 1e-2; "
+        "PEFT's prefix-tuning example uses 1e-2",
+    )
 
 
 @METHODS.register("prompt")
@@ -219,3 +239,8 @@ class PromptTuning(VirtualTokenMethod):
     updates = "soft prompt embeddings"
     summary = "learn the embeddings of virtual tokens placed before the input (PEFT)"
     config_class = "PromptTuningConfig"
+    recipe = Recipe(
+        lr=3e-2,
+        lr_grid=(1e-2, 3e-2, 1e-1),
+        source="PEFT's prompt-tuning example (AdamW at 3e-2); Lester et al. (2021) use 0.3 with Adafactor",
+    )

@@ -129,6 +129,16 @@ class ModelMethod(Method):
     def param_counts(self) -> tuple[int, int]:
         return count_parameters(self.model)
 
+    def trainable_state(self) -> dict[str, torch.Tensor] | None:
+        # Only the trained tensors: megabytes for an adapter, the whole model for full fine-tuning.
+        return {n: p.detach().clone() for n, p in self.model.named_parameters() if p.requires_grad}
+
+    def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
+        with torch.no_grad():
+            params = dict(self.model.named_parameters())
+            for name, tensor in state.items():
+                params[name].copy_(tensor)
+
     @torch.no_grad()
     def text_nll(self, texts: list[str], ctx: Context) -> float | None:
         if not isinstance(self.head, GenerativeHead):

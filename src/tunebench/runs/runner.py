@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import shutil
 import time
 import traceback
@@ -30,6 +31,7 @@ from tunebench.methods.base import require_access
 from tunebench.models import ResolvedModel, resolve_model
 from tunebench.objectives import method_class
 from tunebench.runs import measure, store
+from tunebench.runs.devcurve import DevCurve
 from tunebench.runs.progress import RunProgress
 from tunebench.runs.record import base_record
 from tunebench.runs.selection import Candidate, final_loss, select_lr
@@ -37,6 +39,7 @@ from tunebench.tasks import Splits, Task, build_task
 from tunebench.tasks.metrics import bootstrap_ci
 from tunebench.train import distributed
 from tunebench.train.checkpoint import Checkpointer
+from tunebench.train.convergence import convergence
 from tunebench.train.device import pick_device, use_bf16
 from tunebench.train.memory import PeakMemory, release_memory
 from tunebench.ui import console
@@ -46,6 +49,8 @@ if TYPE_CHECKING:
     from tunebench.runs.tracking import Tracker
 
 SELECTION_DIR = "selection"
+#: Beside a kept candidate's artifact: its training record and losses, for the final run that reuses it.
+CANDIDATE_TRAINING = "training.json"
 #: Budget fields that matter to a method that does not train; the others are left out of its config, so
 #: that changing the training budget does not redo the prompting runs.
 _INFERENCE_BUDGET = ("max_length", "precision", "eval_batch_size")
@@ -122,7 +127,7 @@ def _check_dev_split(spec: ExperimentSpec, splits: Splits) -> None:
     if splits.dev:
         return
     for m in spec.methods:
-        for key in ("lr_grid", "dev_every"):
+        for key in ("lr_grid", "dev_every", "early_stopping"):
             if getattr(m.budget, key):
                 raise SpecError(
                     f"{spec.source}: methods ({m.name}).{key} needs a dev split, and the task's is "
@@ -193,7 +198,8 @@ def run_cell(
                 "every learning rate in lr_grid failed on the dev split: "
                 + "; ".join(f"{c['lr']:g}: {c['error']}" for c in selection["candidates"])
             )
-        _execute(method, cell, task, splits, folder, record, progress, checkpoint, resume)
+        reuse = _reusable(selection, cell) if resume is None else None
+        _execute(method, cell, task, splits, folder, record, progress, checkpoint, resume, reuse)
         record["status"] = "ok"
     except Exception as e:  # any failure is recorded and the grid goes on
         if store.is_disk_full(e):  # nothing more can be written: stop, keeping the checkpoint to resume
@@ -208,6 +214,14 @@ def run_cell(
         checkpoint.clear()
     progress.run_end(record)
     return record
+
+
+def _reusable(selection: dict | None, cell: Cell) -> Path | None:
+    """The kept state of the selection's winner when it trained exactly this run (same seed, whole budget)."""
+    if not selection or not selection.get("reusable") or cell.seed != selection["seed"]:
+        return None
+    state = candidate_state(Path(selection["reuse_path"]))
+    return state if (state / CANDIDATE_TRAINING).exists() else None
 
 
 def _record_failure(record: dict, e: Exception, folder: Path, checkpoint: Checkpointer) -> None:
@@ -265,36 +279,14 @@ def _execute(
     progress: RunProgress,
     checkpoint: Checkpointer,
     resume: dict | None,
+    reuse: Path | None = None,
 ) -> None:
+    """Prepare, train (or take a selection candidate's training when `reuse` names it), evaluate, export."""
     require_access(method, cell.model)
     method.check(task, cell.model)
-    with open(
-        folder / store.LOG, "a", encoding="utf-8", buffering=1
-    ) as log:  # line-buffered: `tail -f` works
-        saved = (resume or {}).get("extra") or {}
-        curve: list[list[float]] = saved.get("curve", [])
-        dev_seconds = saved.get("dev_seconds", 0.0)
-        checkpoint.extra = lambda: {"curve": curve, "dev_seconds": dev_seconds}
-
-        def on_step(step: int, steps: int, loss: float) -> None:
-            nonlocal dev_seconds
-            log.write(
-                json.dumps({"event": "train_step", "step": step, "loss": loss, "time": time.time()}) + "\n"
-            )
-            progress.train_step(step, steps, loss)
-            every = ctx.budget.dev_every
-            if every and (step % every == 0 or step == steps):
-                start = time.perf_counter()
-                with measure.training_modes_kept(method):
-                    metric, score = measure.dev_score(method, ctx)
-                dev_seconds += time.perf_counter() - start
-                curve.append([step, score])
-                log.write(
-                    json.dumps({"event": "dev_eval", "step": step, "metric": metric, "score": score}) + "\n"
-                )
-
-        ctx = _context(cell, task, splits, cell.method.budget, on_step, progress, folder)
-        ctx.checkpoint = checkpoint
+    ctx = _context(cell, task, splits, cell.method.budget, None, progress, folder)
+    ctx.checkpoint = checkpoint
+    with open(folder / store.LOG, "a", encoding="utf-8", buffering=1) as log:  # line-buffered: tail -f works
         reference = None
         if cell.model.kind == "decoder":  # drift needs text from a base language model
             reference = measure.drift_reference(ctx)
@@ -305,10 +297,10 @@ def _execute(
             "total": total,
             "trainable_pct": 100.0 * trainable / total if total else 0.0,
         }
-        stats = method.fit(ctx)
-        record["train"] = _train_record(stats, method.truncated, dev_seconds, curve)
-        # what a training objective built and dropped (teacher data, preference pairs); None for plain SFT
-        record["objective"] = getattr(method, "objective_info", None)
+        if reuse is not None:
+            _reuse_training(method, reuse, record, log)
+        else:
+            _train(method, ctx, record, log, progress, (resume or {}).get("extra"))
         if method.truncated:
             console.print(
                 f"  [yellow]{method.truncated} of {len(splits.train)} training examples are longer than "
@@ -331,6 +323,46 @@ def _execute(
     _score(task, splits, predictions, cell.seed, folder, record)
     _export(method, folder, record)
     _measure_serving(method, ctx, record, reference)
+
+
+def _train(
+    method: Method, ctx: Context, record: dict, log: Any, progress: RunProgress, saved: dict | None
+) -> None:
+    """Fit the method, logging every step and the dev curve; early stopping restores the best dev state."""
+    dev = DevCurve(method, ctx.budget, saved)
+    if ctx.checkpoint is not None:
+        ctx.checkpoint.extra = dev.saved
+
+    def on_step(step: int, steps: int, loss: float) -> bool:
+        log.write(json.dumps({"event": "train_step", "step": step, "loss": loss, "time": time.time()}) + "\n")
+        progress.train_step(step, steps, loss)
+        stop = dev.after_step(step, steps, ctx)
+        if dev.curve and dev.curve[-1][0] == step:
+            event = {"event": "dev_eval", "step": step, "metric": dev.metric, "score": dev.curve[-1][1]}
+            log.write(json.dumps(event) + "\n")
+        if stop:
+            log.write(json.dumps({"event": "early_stop", "step": step, "best_step": dev.best_step}) + "\n")
+        return stop
+
+    ctx.on_train_step = on_step
+    stats = method.fit(ctx)
+    early = dev.finish()  # with early stopping: the best dev state is back in the model
+    record["train"] = _train_record(stats, method.truncated, dev, early, len(ctx.splits.dev))
+    # what a training objective built and dropped (teacher data, preference pairs); None for plain SFT
+    record["objective"] = getattr(method, "objective_info", None)
+
+
+def _reuse_training(method: Method, state: Path, record: dict, log: Any) -> None:
+    """The learning-rate search already trained this exact run (same seed, same whole budget): load its
+    trained state instead of training again, and record its training costs and that it was reused."""
+    method.load_artifact(state / store.ARTIFACT)
+    saved = json.loads((state / CANDIDATE_TRAINING).read_text(encoding="utf-8"))
+    record["train"], record["objective"] = saved["train"], saved["objective"]
+    record["reused"] = {"from": "learning-rate selection", "path": str(state)}
+    method.truncated = (saved["train"] or {}).get("truncated") or 0
+    for step, loss in enumerate(saved.get("losses") or [], start=1):
+        log.write(json.dumps({"event": "train_step", "step": step, "loss": loss, "reused": True}) + "\n")
+    console.print(f"  [dim]trained during the learning-rate search: reusing {state.name}[/dim]")
 
 
 def _measure_serving(method: Method, ctx: Context, record: dict, reference: dict | None) -> None:
@@ -357,20 +389,24 @@ def _select(
     force: bool,
     progress: RunProgress,
 ) -> dict:
-    """Choose the learning rate of (model, method) on dev; each candidate is cached like a run."""
+    """Choose the learning rate of (model, method) on dev; each candidate is cached like a run, and a
+    whole-budget candidate keeps its trained state (`artifact/`) for the final run of the same seed."""
     budget = cell.method.budget
     folder = exp_dir / SELECTION_DIR / f"{cell.model.name}--{store.safe_name(cell.method.name)}"
     console.print(
         f"[bold]{cell.model.name}--{cell.method.name}[/bold]: choosing the learning rate on dev "
         f"({budget.lr_search} over {', '.join(f'{lr:g}' for lr in budget.lr_grid)})"
     )
+    paths: dict[float, Path] = {}
 
-    def evaluate(candidate_budget: Budget, rung: int) -> Candidate:
+    def evaluate(candidate_budget: Budget, rung: int, fraction: float) -> Candidate:
         candidate = dataclasses.replace(
             cell, method=dataclasses.replace(cell.method, budget=candidate_budget)
         )
-        config = {**cell_config(candidate, spec, task, splits), "role": "lr-selection"}
+        config = {**cell_config(candidate, spec, task, splits), "role": "lr-selection", "fraction": fraction}
         path = folder / f"lr{candidate_budget.lr:g}--{store.config_hash(config)}.json"
+        if fraction >= 1.0:
+            paths[candidate_budget.lr] = path
         if not force and path.exists():
             cached = store.read_result(path)
             if cached.get("status") == "ok":
@@ -380,38 +416,77 @@ def _select(
                 )
                 return Candidate(**cached["candidate"])
         folder.mkdir(parents=True, exist_ok=True)
-        result = _run_candidate(candidate, task, splits, rung, progress)
+        result, train = _run_candidate(candidate, task, splits, rung, fraction, progress, path)
         store.write_json_atomic(
             path,
-            {"schema": 1, "status": result.status, "config": config, "candidate": dataclasses.asdict(result)},
+            {
+                "schema": 1,
+                "status": result.status,
+                "config": config,
+                "candidate": dataclasses.asdict(result),
+                "train": train,
+            },
         )
         return result
 
     selection = select_lr(budget, evaluate, seed=cell.seed)
     chosen = selection["chosen_lr"]
+    if selection["reusable"]:
+        selection["reuse_path"] = str(paths[chosen])
+    _drop_losers(paths, chosen)
     console.print(
         f"  chosen lr: [cyan]{chosen:g}[/cyan]"
+        + (" (the grid's edge was extended)" if selection["extended"] else "")
         if chosen is not None
         else "  [red]every candidate failed[/red]"
     )
     return selection
 
 
-def _run_candidate(cell: Cell, task: Task, splits: Splits, rung: int, progress: RunProgress) -> Candidate:
+def _drop_losers(paths: dict[float, Path], chosen: float | None) -> None:
+    """The trained states of the candidates that lost are not needed (a full model each, for `full`)."""
+    for lr, path in paths.items():
+        if lr != chosen:
+            shutil.rmtree(candidate_state(path), ignore_errors=True)
+
+
+def candidate_state(path: Path) -> Path:
+    """Where a whole-budget candidate keeps its trained state (`artifact/`, `training.json`): beside its
+    cached record."""
+    return path.with_suffix("")
+
+
+def _run_candidate(
+    cell: Cell, task: Task, splits: Splits, rung: int, fraction: float, progress: RunProgress, path: Path
+) -> tuple[Candidate, dict | None]:
+    """Train one candidate for `fraction` of the budget (on the whole budget's schedule) and score it on
+    dev; a whole-budget candidate also exports its trained state, for the final run to reuse."""
     budget = cell.method.budget
-    candidate = Candidate(lr=budget.lr, steps=budget.steps, rung=rung)
+    candidate = Candidate(lr=budget.lr, steps=budget.steps, rung=rung, fraction=fraction)
     method: Method = method_class(cell.method.name)(cell.method.options)
+    train = None
     try:
         require_access(method, cell.model)
         method.check(task, cell.model)
-        ctx = _context(
-            cell, task, splits, budget, lambda s, n, loss: progress.train_step(s, n, loss), progress
-        )
+        dev = DevCurve(method, budget)
+
+        def on_step(step: int, steps: int, loss: float) -> bool:
+            progress.train_step(step, steps, loss)
+            stop_here = fraction < 1.0 and step >= math.ceil(fraction * steps)
+            return dev.after_step(step, steps, ctx) or stop_here
+
+        ctx = _context(cell, task, splits, budget, on_step, progress)
         method.prepare(ctx)
         stats = method.fit(ctx)
+        early = dev.finish()
         if stats is not None:
             candidate.steps, candidate.final_loss = stats.steps, final_loss(stats.losses)
+            train = _train_record(stats, method.truncated, dev, early, len(splits.dev))
         candidate.metric, candidate.dev_score = measure.dev_score(method, ctx)
+        if fraction >= 1.0 and stats is not None:
+            objective = getattr(method, "objective_info", None)
+            _keep_state(method, candidate_state(path), train, objective, stats.losses)
+            candidate.reusable = True
         console.print(
             f"  lr {budget.lr:g} ({candidate.steps} steps): dev {candidate.metric} "
             f"{candidate.dev_score:.1%}, final loss "
@@ -423,14 +498,31 @@ def _run_candidate(cell: Cell, task: Task, splits: Splits, rung: int, progress: 
     finally:
         del method
         release_memory()
-    return candidate
+    return candidate, train
 
 
-def _train_record(stats, truncated: int, dev_seconds: float, curve: list) -> dict | None:
-    """What training cost. Time spent scoring the dev curve is not training: it is taken out of `seconds`."""
+def _keep_state(
+    method: Method, folder: Path, train: dict | None, objective: dict | None, losses: list[float]
+) -> None:
+    """Export the candidate's trained state (the method's own artifact format) and what its training cost."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    (partial / store.ARTIFACT).mkdir(parents=True)
+    method.export(partial / store.ARTIFACT)
+    training = {"train": train, "objective": objective, "losses": losses}
+    store.write_json_atomic(partial / CANDIDATE_TRAINING, training)
+    shutil.rmtree(folder, ignore_errors=True)
+    partial.rename(folder)
+
+
+def _train_record(stats, truncated: int, dev: DevCurve, early: dict | None, n_dev: int) -> dict | None:
+    """What training cost, and whether it had converged. Time spent scoring the dev curve is not
+    training: it is taken out of `seconds`."""
     if stats is None:
         return None
-    seconds = max(stats.seconds - dev_seconds, 1e-9)
+    seconds = max(stats.seconds - dev.seconds, 1e-9)
+    threshold = max(early["min_delta"] if early else 0.0, 1.0 / max(1, n_dev))
+    curve = [(int(s), v) for s, v in dev.curve]
     return {
         "seconds": seconds,
         "steps": stats.steps,
@@ -447,8 +539,13 @@ def _train_record(stats, truncated: int, dev_seconds: float, curve: list) -> dic
         "resumed_from": getattr(stats, "resumed_from", None),
         "checkpoints": getattr(stats, "checkpoints", 0),
         "checkpoint_seconds": getattr(stats, "checkpoint_seconds", 0.0),
-        "dev_eval_seconds": dev_seconds,
-        "dev_curve": curve,
+        "dev_eval_seconds": dev.seconds,
+        "dev_curve": dev.curve,
+        "planned_steps": getattr(stats, "planned_steps", 0) or stats.steps,
+        "early_stopping": early,
+        "convergence": convergence(
+            curve, stats.losses, stopped_early=dev.stopped_at is not None, threshold=threshold
+        ),
     }
 
 

@@ -7,11 +7,24 @@ or on its own entry); every candidate is trained under the method's budget with 
 experiment, scored on the **dev** split (never on test), and the final runs of every seed use the winner.
 
 Two searches:
-  grid     every candidate gets the whole budget; costs one training run per candidate.
+  grid     every candidate gets the whole budget; costs one training run per candidate. With the final
+           runs' first seed (it is the selection's seed) the winner's training *is* that final run: the
+           runner keeps the winner's trained state and evaluates it on test instead of training it again.
   halving  successive halving (Jamieson & Talwalkar, 2016; the rungs of Hyperband): all candidates train
            for a fraction of the steps, the better half on dev goes on with twice as many, and so on. The
            last rung, with one candidate left and the whole budget, is the final run itself; a grid of 4
            then costs 2 budgets of selection instead of 4.
+
+Fair rungs. Every candidate of every rung follows the learning-rate schedule of the *whole* budget
+(warm-up, then cosine decay to the last step of the budget) and is stopped after its rung's share of the
+steps. A rung is then a prefix of the full run, and candidates are compared at the same point of the
+same schedule. (Squeezing the schedule into the rung, as before, makes a short rung a different
+recipe: its rate decays to zero within a quarter of the steps, which favours rates that learn fast.)
+
+Grid edges. A winner at the edge of its grid may have a better neighbour outside it, so the grid is
+extended one step in that direction (the ratio between the edge and its neighbour) and that rate trained
+like the winner's rung. The extension is recorded, and `at_edge` says when the extension won too (then a
+still larger or smaller rate may do better still).
 
 The plan and the choice are pure functions (tested without a model); training a candidate is the
 runner's `evaluate` callback, which also caches each candidate so a finished selection is never redone.
@@ -42,6 +55,12 @@ class Candidate:
     """Mean training loss over the last tenth of the steps: the tie-breaker when dev scores are equal
     (a small dev split often scores several candidates the same)."""
     error: str | None = None
+    fraction: float = 1.0
+    """Share of the budget's steps it trained, on the whole budget's schedule."""
+    extension: bool = False
+    """A rate added beyond the grid's edge because the grid's winner sat there."""
+    reusable: bool = False
+    """Its trained state was kept (a whole-budget candidate): the final run of the same seed reuses it."""
 
     def rank_key(self) -> tuple:
         """Sort key, best first: a higher dev score, then a lower final loss, then the smaller rate."""
@@ -62,13 +81,9 @@ def rung_fractions(n_candidates: int, search: str) -> list[float]:
     return [1.0 / 2 ** (rungs - i) for i in range(rungs)]
 
 
-def scaled_budget(budget: Budget, lr: float, fraction: float) -> Budget:
-    """The candidate's budget: the method's budget at learning rate `lr`, shortened to `fraction`."""
-    if fraction >= 1.0:
-        return dataclasses.replace(budget, lr=lr, lr_grid=[])
-    if budget.epochs is not None:
-        return dataclasses.replace(budget, lr=lr, lr_grid=[], epochs=budget.epochs * fraction)
-    return dataclasses.replace(budget, lr=lr, lr_grid=[], steps=max(1, round(budget.steps * fraction)))
+def at_lr(budget: Budget, lr: float) -> Budget:
+    """A candidate's budget: the method's budget at learning rate `lr` (its rung stops it early)."""
+    return dataclasses.replace(budget, lr=lr, lr_grid=[])
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:
@@ -79,27 +94,51 @@ def choose(candidates: list[Candidate]) -> Candidate | None:
     return ok[0] if ok else None
 
 
-def select_lr(budget: Budget, evaluate: Callable[[Budget, int], Candidate], *, seed: int) -> dict[str, Any]:
-    """Run the search; `evaluate(candidate_budget, rung)` trains one candidate and scores it on dev.
+def beyond_edge(grid: list[float], lr: float) -> float | None:
+    """The rate one step past the grid's edge where `lr` sits (None: `lr` is inside, or the grid too small)."""
+    rates = sorted(grid)
+    if len(rates) < 2 or lr not in (rates[0], rates[-1]):
+        return None
+    edge, neighbour = (rates[0], rates[1]) if lr == rates[0] else (rates[-1], rates[-2])
+    return float(f"{edge * edge / neighbour:.2g}")
+
+
+Evaluate = Callable[[Budget, int, float], Candidate]
+
+
+def select_lr(budget: Budget, evaluate: Evaluate, *, seed: int) -> dict[str, Any]:
+    """Run the search; `evaluate(candidate_budget, rung, fraction)` trains one candidate for `fraction` of
+    the budget's steps (on the whole budget's schedule) and scores it on dev.
 
     Returns the record that goes into each final run's result.json under `selection`.
     """
-    survivors = list(budget.lr_grid)
-    tried: list[Candidate] = []
-    for rung, fraction in enumerate(rung_fractions(len(survivors), budget.lr_search)):
-        scored = [evaluate(scaled_budget(budget, lr, fraction), rung) for lr in survivors]
+    grid = list(budget.lr_grid)
+    survivors, tried = list(grid), []
+    fractions = rung_fractions(len(survivors), budget.lr_search)
+    for rung, fraction in enumerate(fractions):
+        scored = [evaluate(at_lr(budget, lr), rung, fraction) for lr in survivors]
         tried += scored
         keep = max(1, math.ceil(len(scored) / 2))
         survivors = [c.lr for c in sorted(scored, key=Candidate.rank_key)[:keep]]
-    last_rung = [c for c in tried if c.rung == tried[-1].rung]
-    winner = choose(last_rung)
+    winner = choose([c for c in tried if c.rung == len(fractions) - 1])
+    extended = None
+    if winner is not None and (lr := beyond_edge(grid, winner.lr)) is not None:
+        extra = evaluate(at_lr(budget, lr), winner.rung, fractions[-1])
+        extra.extension = True
+        tried.append(extra)
+        extended = {"from": winner.lr, "to": lr, "direction": "up" if lr > winner.lr else "down"}
+        winner = choose([winner, extra])
     return {
         "search": budget.lr_search,
         "split": "dev",
+        "schedule": "whole budget (a rung stops early)",
         "metric": next((c.metric for c in tried if c.metric), None),
         "seed": seed,
-        "grid": list(budget.lr_grid),
+        "grid": grid,
+        "extended": extended,
+        "at_edge": bool(winner is not None and winner.extension),
         "chosen_lr": winner.lr if winner else None,
+        "reusable": bool(winner is not None and winner.reusable),
         "candidates": [dataclasses.asdict(c) for c in tried],
     }
 

@@ -1,0 +1,141 @@
+"""Early stopping on the dev curve and the 'still improving' verdict: pure functions first, then a run."""
+
+from __future__ import annotations
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from tunebench.cli.main import main
+from tunebench.config import Budget, EarlyStopping, parse_spec
+from tunebench.errors import SpecError
+from tunebench.runs import devcurve
+from tunebench.runs.devcurve import DevCurve
+from tunebench.train.convergence import convergence, from_dev_curve, from_losses
+
+
+def test_a_dev_curve_still_rising_at_the_end_is_still_improving():
+    rising = [(10, 0.50), (20, 0.60), (30, 0.65), (40, 0.72)]
+    assert from_dev_curve(rising, threshold=0.01)[0] is True
+    flat = [(10, 0.50), (20, 0.70), (30, 0.71), (40, 0.705)]
+    assert from_dev_curve(flat, threshold=0.01)[0] is False  # +0.005 over step 30's best: within one example
+    assert from_dev_curve([(10, 0.5), (20, 0.9)], threshold=0.01)[0] is None  # too few points to say
+
+
+def test_training_losses_that_still_fall_beyond_their_noise_are_still_improving():
+    falling = [2.0 - 0.01 * i + (0.02 if i % 2 else -0.02) for i in range(100)]
+    assert from_losses(falling)[0] is True
+    flat = [1.0 + (0.05 if i % 2 else -0.05) for i in range(100)]
+    assert from_losses(flat)[0] is False
+    assert from_losses([1.0] * 10)[0] is None
+
+
+def test_convergence_prefers_early_stopping_then_the_dev_curve_then_the_loss():
+    losses = [2.0 - 0.01 * i for i in range(100)]
+    curve = [(25, 0.5), (50, 0.6), (75, 0.6), (100, 0.6)]
+    assert convergence(curve, losses, stopped_early=True, threshold=0.01)["evidence"] == "early stopping"
+    by_dev = convergence(curve, losses, stopped_early=False, threshold=0.01)
+    assert (by_dev["still_improving"], by_dev["evidence"]) == (False, "dev curve")
+    by_loss = convergence([], losses, stopped_early=False, threshold=0.01)
+    assert (by_loss["still_improving"], by_loss["evidence"]) == (True, "training loss")
+
+
+class _Counter:
+    """A stand-in method whose one weight is its step count, and whose dev score the test scripts."""
+
+    def __init__(self) -> None:
+        self.weight = torch.zeros(1)
+
+    def trainable_state(self):
+        return {"w": self.weight.clone()}
+
+    def load_trainable_state(self, state) -> None:
+        self.weight.copy_(state["w"])
+
+
+def _scripted(monkeypatch, scores: list[float]) -> None:
+    it = iter(scores)
+    monkeypatch.setattr(devcurve.measure, "dev_score", lambda method, ctx: ("accuracy", next(it)))
+
+
+def test_early_stopping_stops_after_patience_and_restores_the_best_state(monkeypatch):
+    _scripted(monkeypatch, [0.5, 0.7, 0.69, 0.7, 0.6, 0.9])
+    method = _Counter()
+    budget = Budget(dev_every=10, early_stopping=EarlyStopping(patience=3))
+    dev = DevCurve(method, budget)  # type: ignore[arg-type]
+    stops = []
+    for step in range(1, 101):
+        method.weight += 1
+        stop = dev.after_step(step, 100, SimpleNamespace())  # type: ignore[arg-type]
+        stops.append(stop)
+        if stop:
+            break
+    assert len(stops) == 50 and stops[-1]  # 0.7 at step 20, then three evaluations without beating it
+    record = dev.finish()
+    assert record["stopped_at"] == 50 and record["best_step"] == 20 and record["restored"]
+    assert method.weight.item() == 20  # the state of step 20 is back
+
+
+def test_min_delta_and_no_early_stopping_without_a_rule(monkeypatch):
+    _scripted(monkeypatch, [0.5, 0.505, 0.509, 0.6])
+    method = _Counter()
+    dev = DevCurve(method, Budget(dev_every=1, early_stopping=EarlyStopping(patience=2, min_delta=0.01)))  # type: ignore[arg-type]
+    assert [dev.after_step(s, 10, None) for s in (1, 2, 3)] == [False, False, True]  # type: ignore[arg-type]
+    _scripted(monkeypatch, [0.5, 0.4, 0.3])
+    plain = DevCurve(method, Budget(dev_every=1))  # type: ignore[arg-type]
+    assert not any(plain.after_step(s, 10, None) for s in (1, 2, 3))  # type: ignore[arg-type]
+    assert plain.finish() is None and [v for _, v in plain.curve] == [0.5, 0.4, 0.3]
+
+
+def test_a_resumed_curve_knows_its_best_point_and_patience(monkeypatch):
+    saved = {"curve": [[10, 0.5], [20, 0.8], [30, 0.7]], "dev_seconds": 1.0}
+    dev = DevCurve(_Counter(), Budget(dev_every=10, early_stopping=EarlyStopping(patience=2)), saved)  # type: ignore[arg-type]
+    assert (dev.best_step, dev.since_best) == (20, 1)
+    _scripted(monkeypatch, [0.75])
+    assert dev.after_step(40, 100, None)  # type: ignore[arg-type]
+    record = dev.finish()
+    assert not record["restored"] and "not restored" in record["note"]  # step 20's state was not kept
+
+
+@pytest.mark.parametrize(
+    ("budget", "message"),
+    [
+        ({"early_stopping": {"patience": 3}}, "budget.early_stopping: stops on the dev curve, so it needs dev_every"),
+        ({"dev_every": 5, "early_stopping": {"patience": 0}}, "budget.early_stopping.patience: must be at least 1"),
+        ({"dev_every": 5, "early_stopping": {"patiense": 2}}, "unknown key 'patiense'. Did you mean 'patience'?"),
+    ],
+)  # fmt: skip
+def test_early_stopping_settings_are_validated(budget, message):
+    with pytest.raises(SpecError, match=re.escape(message)):
+        parse_spec({"models": ["tiny-llama"], "methods": ["lora"], "budget": budget}, source="spec.yaml")
+
+
+def test_early_stopping_is_refused_for_an_objective_trained_in_phases():
+    with pytest.raises(SpecError, match=r"lora\+dpo\).early_stopping: an objective trains in phases"):
+        parse_spec(
+            {"models": ["tiny-llama"], "methods": ["lora+dpo"],
+             "budget": {"dev_every": 2, "early_stopping": {"patience": 1}}}
+        )  # fmt: skip
+
+
+def test_a_run_records_its_convergence_and_early_stopping(tmp_path):
+    args = [
+        "compare", "--model", "tiny-llama", "--task-opt", "train_size=48", "--task-opt", "dev_size=4",
+        "--task-opt", "test_size=4", "--task-opt", "digits=2", "--methods", "lora", "--steps", "24",
+        "--budget", "batch_size=8", "--budget", "eval_batch_size=4", "--budget", "dev_every=2",
+        "--budget", "early_stopping={patience: 1}", "--budget", "lr=1e-9", "--out", str(tmp_path), "--name", "es",
+    ]  # fmt: skip
+    assert main(args) == 0
+    run = tmp_path / "es" / "tiny-llama--lora--s0"
+    train = json.loads((run / "result.json").read_text())["train"]
+    # at lr 1e-9 nothing changes: the second evaluation does not beat the first, and training stops there
+    assert train["steps"] == 4 and train["planned_steps"] == 24
+    assert train["early_stopping"]["stopped_at"] == 4 and train["early_stopping"]["best_step"] == 2
+    assert train["convergence"] == {
+        "still_improving": False, "evidence": "early stopping", "detail": "stopped by early stopping"
+    }  # fmt: skip
+    events = [json.loads(line)["event"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert events.count("dev_eval") == 2 and "early_stop" in events
