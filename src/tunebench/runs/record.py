@@ -16,7 +16,13 @@ Keys (all present; values may be null where a method has nothing to report):
                    dev_eval_seconds (time spent scoring the dev curve, left out of `seconds`),
                    dev_curve ([[step, dev score], ...] every budget.dev_every steps; [] when off),
                    resumed_from (the checkpoint's step when a killed run resumed, else null),
-                   checkpoints and checkpoint_seconds (written by the last process; left out of `seconds`);
+                   checkpoints and checkpoint_seconds (written by the last process; left out of `seconds`),
+                   planned_steps (the budget's steps; more than `steps` when early stopping ended the run),
+                   early_stopping (null when off, else patience, min_delta, stopped_at (null: ran its whole
+                   budget), best_step, best_score, restored (the best dev state was put back), note),
+                   convergence {still_improving (true: the budget ran out while it was still learning,
+                   "budget-limited"; null: unknown), evidence ("early stopping", "dev curve", "training
+                   loss" or null), detail} (train/convergence.py gives the tests);
                    null for a method that does not train
   eval             seconds, n, ms_per_example (batched: throughput), peak_rss_mb, peak_gpu_mb
   usage            null, or for a model behind an endpoint (`openai:MODEL@URL`), what the test split cost
@@ -32,9 +38,17 @@ Keys (all present; values may be null where a method has nothing to report):
                    neutral prompts under the tuned model, minus under the base model (forgetting; 0 for
                    prompting); tuned_nll, base_nll, texts (how many), reference (the cached file with
                    the texts, under the model cache); null without a language model
+  objective        null for plain supervised training, or what a training objective built and dropped
+                   (teacher data, preference pairs, phases, warnings)
   selection        null, or the learning-rate search on the dev split: search (grid / halving), split
-                   ("dev"), metric, seed, grid, chosen_lr, candidates [{lr, steps, rung, status, metric,
-                   dev_score, final_loss, error}]
+                   ("dev"), schedule, metric, seed, grid, extended (null, or {from, to, direction} when the
+                   winner sat at the grid's edge and one more rate was tried), at_edge (the extension won
+                   too), chosen_lr, reusable (the winner trained the whole budget and its state was kept),
+                   reuse_path, candidates [{lr, steps, rung, fraction, status, metric, dev_score,
+                   final_loss, error, extension, reusable}]
+  reused           absent, or {from: "learning-rate selection", path}: this run's training is the
+                   selection winner's (same seed, same whole budget), evaluated on test without training
+                   it again
   artifact         path (relative to the run folder), bytes
   wall_seconds     the whole run: loading, training, evaluation, export
   task_info        the task's description (options, kind, label set)
