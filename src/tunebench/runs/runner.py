@@ -379,6 +379,15 @@ def _measure_serving(method: Method, ctx: Context, record: dict, reference: dict
         record["latency"]["merged_ms_per_example"], _ = measure.latency(method, ctx, inputs)
 
 
+def select_for_cell(
+    cell: Cell, spec: ExperimentSpec, task: Task, splits: Splits, *, force: bool = False, progress=None
+) -> dict:
+    """The learning-rate search of one (model, method) alone, cached in the experiment's folder like a
+    compare's (for benchmarks comparing searches)."""
+    exp_dir = (Path(spec.out) / spec.name).resolve()
+    return _select(cell, spec, task, splits, exp_dir, force=force, progress=progress or RunProgress())
+
+
 def _select(
     cell: Cell,
     spec: ExperimentSpec,
