@@ -48,7 +48,7 @@ def test_page_shows_what_the_data_says(page):
     assert "Ruled out: big · full (needs 8.8 GB peak memory (--max-memory 8GB))" in html
     assert "TrainingError: the loss became nan" in html  # the failed run, with its reason
     assert "Quality by model size" in html
-    assert "every trained method saw 20 optimizer steps" in html
+    assert "every trained method had a budget of 20 optimizer steps" in html
 
 
 def test_model_text_is_escaped(tmp_path):

@@ -170,9 +170,17 @@ def test_model_size_is_the_base_models_not_the_adapters():
 
 def test_budget_check_flags_unequal_steps():
     equal = budget_check(leaderboard([make_run("lora", 1, steps=20), make_run("full", 1, steps=20)]))
-    assert equal.equal and "every trained method saw 20 optimizer steps" in equal.notes[0]
+    assert equal.equal and "every trained method had a budget of 20 optimizer steps" in equal.notes[0]
     unequal = budget_check(leaderboard([make_run("lora", 1, steps=20), make_run("full", 1, steps=10)]))
     assert not unequal.equal and any("unequal optimizer steps" in n for n in unequal.notes)
+
+
+def test_early_stopping_within_an_equal_budget_is_not_an_unequal_budget():
+    stopped = make_run("full", 1, steps=12)
+    stopped.result["train"].update(planned_steps=20, early_stopping={"stopped_at": 12, "best_step": 8})
+    check = budget_check(leaderboard([make_run("lora", 1, steps=20), stopped]))
+    assert check.equal, check.notes
+    assert any("early stopping ended runs before their budget: full (1 of 1 seeds)" in n for n in check.notes)
 
 
 # -- Pareto front --------------------------------------------------------------------------------------
@@ -406,7 +414,8 @@ def test_sizes_never_print_in_scientific_notation():
 
 
 def test_terminal_leaderboard_fits_80_columns_with_two_models_and_an_extra_column():
-    """Every figure shows whole on an 80-column screen; a two-model label is model over method."""
+    """Every figure shows whole on an 80-column screen; a two-model label is model over method. What does not
+    fit goes whole, least needed first (the 95% CI, Δ's interval, drift), and comes back on a wider screen."""
     from rich.console import Console
 
     from tunebench.report.terminal import render
@@ -423,10 +432,18 @@ def test_terminal_leaderboard_fits_80_columns_with_two_models_and_an_extra_colum
     console.print(render(data))
     text = console.export_text()
     assert max(len(line) for line in text.splitlines()) <= 80
-    assert "6.7 GB" in text and "3.68 s" in text and "+3.05" in text  # the last columns are not cut
+    assert "6.7 GB" in text and "3.68 s" in text  # the last columns are not cut
     rows = text.splitlines()
     first = next(i for i, line in enumerate(rows) if line.startswith("smollm2-135m"))
     assert rows[first + 1].startswith("lora")  # model over method, not "smollm2-135m ·" cut at a space
+    full = next(line for line in rows if line.startswith("gemma3-270m"))
+    assert "−5.0" in full and "0.50" in full  # Δ vs best and the (Holm) p, whole
+    assert "…" not in text
+
+    wide = Console(width=140, record=True, color_system=None)
+    wide.print(render(data))
+    text = wide.export_text()
+    assert "+3.05" in text and "55–85%" in text and "−5.0 (−12.5, +0.0)" in text
 
 
 def test_grpo_runs_without_a_learning_signal_are_warned_about():

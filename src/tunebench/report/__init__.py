@@ -1,9 +1,11 @@
 """From the run store to a report: the data step apart from rendering.
 
   load.py       runs folder → RunData (the only file reading; clear errors naming the file)
-  table.py      RunData → leaderboard entries (seeds aggregated, bootstrap CIs, ties, equal-budget check)
+  stats.py      per-item scores → two-level bootstrap intervals, paired tests, Holm, detectable difference
+  table.py      RunData → leaderboard entries (seeds aggregated, intervals, tests against the best, ties,
+                budget-limited marks, equal-budget check)
   pareto.py     entries → Pareto front per cost axis
-  recommend.py  entries + constraints → the best method that fits, runners-up, and why
+  recommend.py  entries + constraints → the best method that fits, runners-up (paired tests against it), why
   data.py       all of the above (and curves, disagreements) → ReportData
   terminal.py, html.py (+ report.html.j2, svg.py), formats.py (Markdown, CSV, JSON): drawing only
 

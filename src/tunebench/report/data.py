@@ -14,10 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunebench.report import stats
 from tunebench.report.load import RunData
 from tunebench.report.pareto import AXES, pareto
 from tunebench.report.recommend import Constraints, Recommendation, recommend
-from tunebench.report.table import BudgetCheck, Entry, budget_check, leaderboard
+from tunebench.report.table import BudgetCheck, Entry, best_entry, budget_check, leaderboard
+
+#: What the leaderboard's marks mean, in every format's legend.
+TIED_LEGEND = "not distinguishable from the best by a paired test (Holm-corrected, α = 0.05)"
+BUDGET_LEGEND = "still improving when its budget ran out (budget-limited)"
 
 #: Most examples the error browser lists (the disagreements that tell methods apart come first).
 MAX_DISAGREEMENTS = 200
@@ -77,6 +82,16 @@ class ReportData:
     """What may bias the scores: training examples cut to max_length, duplicate inputs across splits."""
     training_warnings: list[str] = field(default_factory=list)
     """What an objective said of a run that finished without learning much (`objective.warnings`)."""
+    min_detectable_diff: float | None = None
+    """Smallest difference from the best a paired test on this test set detects at 80% power (α = 0.05,
+    two-sided), metric units; None without predictions."""
+    test_items: int | None = None
+    detectable_basis: str = ""
+    """What the detectable difference was worked out from (the discordance of the best and the runner-up)."""
+    comparisons: int = 0
+    """How many comparisons with the best the Holm correction covers."""
+    statistics_notes: list[str] = field(default_factory=list)
+    """How to read the intervals, Δ and p, in sentences every renderer prints as they are."""
 
     @property
     def several_models(self) -> bool:
@@ -104,6 +119,8 @@ def build_report(
     experiments = sorted({r.result.get("experiment") or "" for r in runs})
     metric = next((e.metric_name for e in entries if e.metric_name), None)
     disagreements, total = find_disagreements(runs, entries)
+    detect = _detectable(entries)
+    compared = sum(1 for e in entries if e.p_value is not None)
     return ReportData(
         title=title or f"{' + '.join(experiments)} · {first.get('task', '')}",
         experiment=", ".join(experiments),
@@ -114,7 +131,7 @@ def build_report(
         runs=run_rows(runs),
         fronts={axis.key: [e.label for e in pareto(entries, axis)] for axis in AXES},
         budget=budget_check(entries),
-        recommendation=recommend(entries, constraints),
+        recommendation=recommend(entries, constraints, detect),
         constraints=constraints,
         disagreements=disagreements,
         disagreement_total=total,
@@ -122,7 +139,61 @@ def build_report(
         columns=list(columns or {}),
         data_warnings=data_warnings(runs),
         training_warnings=training_warnings(runs),
+        min_detectable_diff=detect.diff if detect else None,
+        test_items=detect.items if detect else None,
+        detectable_basis=detect.basis if detect else "",
+        comparisons=compared,
+        statistics_notes=statistics_notes(entries, detect, compared),
     )
+
+
+def _detectable(entries: list[Entry]) -> stats.Detectable | None:
+    """The detectable difference between the best and the runner-up (the next finished entry)."""
+    best = best_entry(entries) or next((e for e in entries if e.ok), None)
+    if best is None:
+        return None
+    runner = next((e for e in entries if e.ok and e is not best), None)
+    return stats.detectable(best, runner, (best.label, runner.label if runner else ""))
+
+
+def statistics_notes(entries: list[Entry], detect: stats.Detectable | None, compared: int) -> list[str]:
+    """The sentences under every leaderboard: what the interval covers, what Δ and p are, the detectable
+    difference, and every case where the statistics had less to go on (one seed, no pairing)."""
+    ok = [e for e in entries if e.ok]
+    notes = ["95% intervals: two-level bootstrap over seeds and test items."]
+    one_seed = [e.label for e in ok if len(e.seeds) == 1]
+    if one_seed and len(one_seed) == len(ok):
+        notes.append("One seed per method: seed variance is unknown, so the intervals cover test items only.")
+    elif one_seed:
+        whose = "its" if len(one_seed) == 1 else "their"
+        notes.append(
+            f"One seed of {', '.join(one_seed)}: {whose} seed variance is unknown, so {whose} intervals cover "
+            "test items only."
+        )
+    if compared:
+        notes.append(
+            "Δ vs best: difference from the best in points, with its 95% paired-bootstrap interval; "
+            "p: McNemar's exact test (one seed each) or a paired bootstrap over seeds and items, "
+            f"Holm-corrected over {compared} comparison{'s' if compared != 1 else ''} with the best."
+        )
+    unpaired = [e.label for e in ok if e.test == stats.UNPAIRED]
+    if unpaired:
+        notes.append(
+            f"{', '.join(unpaired)}: not scored on the same test items as the best (or no predictions), "
+            "so compared unpaired (normal approximation), a weaker test."
+        )
+    no_predictions = [e.label for e in ok if e.sample is None]
+    if no_predictions:
+        notes.append(
+            f"No predictions for {', '.join(no_predictions)}: the intervals shown are those the runs recorded "
+            "(test items only)."
+        )
+    if detect is not None:
+        notes.append(
+            f"Differences under {100 * detect.diff:.1f} points cannot be told apart on {detect.items:,} "
+            f"test items (80% power, α = 0.05, two-sided; {detect.basis})."
+        )
+    return notes
 
 
 def data_warnings(runs: list[RunData]) -> list[str]:

@@ -34,6 +34,29 @@ def ci(interval: tuple[float, float] | None, digits: int = 1) -> str:
     return "—" if interval is None else f"{100 * interval[0]:.{digits}f}–{100 * interval[1]:.{digits}f}%"
 
 
+def points(d: float | None, digits: int = 1) -> str:
+    """A difference in metric units as signed points, with a true minus: -0.03 → '−3.0', 0.012 → '+1.2'."""
+    return "—" if d is None else f"{100 * d:+.{digits}f}".replace("-", "−")
+
+
+def diff(d: float | None, interval: tuple[float, float] | None, digits: int = 1) -> str:
+    """A difference with its interval: '−3.0 (−4.1, −2.0)'."""
+    if d is None:
+        return "—"
+    if interval is None:
+        return points(d, digits)
+    return f"{points(d, digits)} ({points(interval[0], digits)}, {points(interval[1], digits)})"
+
+
+def pvalue(p: float | None) -> str:
+    """'<0.001', '0.004', '0.04', '0.62'; '—' when there is no test."""
+    if p is None:
+        return "—"
+    if p < 0.001:
+        return "<0.001"
+    return f"{p:.3f}" if p < 0.01 else f"{p:.2f}"
+
+
 def mem_mb(mb: float | None) -> str:
     """Megabytes (2**20 bytes) → '1.9 GB', '6.0 GB' (not '6 GB' beside '4.3 GB'), '120 GB' or '512 MB'."""
     if mb is None:

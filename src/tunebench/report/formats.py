@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.report import fmt
-from tunebench.report.data import ReportData
+from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData
 from tunebench.report.table import Entry
 
 FORMATS = ("html", "md", "csv", "json")
@@ -30,6 +30,14 @@ _CSV = {
     "ci95_high": lambda e: e.ci95[1] if e.ci95 else None,
     "best": lambda e: e.best,
     "tied_with_best": lambda e: e.tied,
+    "diff_vs_best": lambda e: e.diff_vs_best,
+    "diff_ci95_low": lambda e: e.diff_ci95[0] if e.diff_ci95 else None,
+    "diff_ci95_high": lambda e: e.diff_ci95[1] if e.diff_ci95 else None,
+    "p_value": lambda e: e.p_value,
+    "p_holm": lambda e: e.p_adjusted,
+    "test": lambda e: e.test,
+    "budget_limited": lambda e: e.budget_limited,
+    "stopped_early_seeds": lambda e: e.stopped_early,
     "trainable_params": lambda e: e.trainable,
     "total_params": lambda e: e.total,
     "trainable_pct": lambda e: e.trainable_pct,
@@ -68,11 +76,13 @@ def to_json(data: ReportData) -> str:
     """ReportData as JSON; each entry also carries its derived figures (peak memory, serving latency)."""
     out = dataclasses.asdict(data)
     for raw, e in zip(out["entries"], data.entries, strict=True):
+        del raw["sample"]  # per-item arrays: the predictions files have them
         raw.update(ok=e.ok, trains=e.trains, peak_mb=e.peak_mb, serve_latency_ms=e.serve_latency_ms)
     rec = data.recommendation
     out["recommendation"] = {
         "best": rec.best.label if rec.best else None,
         "runners_up": [e.label for e in rec.runners_up],
+        "versus": {label: dataclasses.asdict(c) for label, c in rec.versus.items()},
         "excluded": {e.label: why for e, why in rec.excluded},
         "why": rec.why,
         "at_scale": rec.at_scale,
@@ -85,12 +95,14 @@ def _md_row(cells: list[str]) -> str:
 
 
 def _md_entry(e: Entry, rank: int, several_seeds: bool, columns: list[str]) -> list[str]:
-    mark = " **best**" if e.best else " ≈" if e.tied else ""
+    mark = (" **best**" if e.best else " ≈" if e.tied else "") + (" †" if e.budget_limited else "")
     cells = [str(rank), e.label + mark, fmt.pct(e.mean)]
     cells += [fmt.pct(e.std) if e.std is not None else "—"] if several_seeds else []
     return [
         *cells,
         fmt.ci(e.ci95),
+        "—" if e.best else fmt.diff(e.diff_vs_best, e.diff_ci95),
+        fmt.pvalue(e.p_adjusted),
         f"{fmt.count(e.trainable)} ({fmt.share(e.trainable_pct)})" if e.trainable else "0",
         fmt.mem_mb(e.train_peak_mb) if e.trains else "—",
         fmt.mem_mb(e.eval_peak_mb),
@@ -108,6 +120,8 @@ def to_markdown(data: ReportData) -> str:
     head = ["#", "method", (data.metric or "score").replace("_", " ")] + (["± sd"] if several_seeds else [])
     head += [
         "95% CI",
+        "Δ vs best (95% CI)",
+        "p (Holm)",
         "trainable",
         "mem train",
         "mem eval",
@@ -130,16 +144,24 @@ def to_markdown(data: ReportData) -> str:
         else:
             reason = "; ".join(f"seed {s}: {r}" for s, r in e.failed)
             lines.append(_md_row(["", e.label, "failed", reason] + [""] * (len(head) - 4)))
-    lines += [
-        "",
-        "≈: 95% interval overlaps the best's (statistically tied). "
-        + " ".join(n[:1].upper() + n[1:] + ("" if n.endswith(".") else ".") for n in data.budget.notes),
-    ]
+    lines += ["", " ".join(_sentence(n) for n in [*_md_legend(data), *data.budget.notes])]
+    lines += [f"- {note}" for note in data.statistics_notes]
     lines += [f"- Data: {w}" for w in data.data_warnings]
     lines += [f"- Training: {w}" for w in data.training_warnings]
     for axis_key, labels in data.fronts.items():
         lines.append(f"- Pareto front ({axis_key.replace('_', ' ')}): {', '.join(labels) or '—'}")
     return "\n".join(lines) + "\n"
+
+
+def _md_legend(data: ReportData) -> list[str]:
+    marks = [f"≈: {TIED_LEGEND}"]
+    if any(e.budget_limited for e in data.entries):
+        marks.append(f"†: {BUDGET_LEGEND}")
+    return marks
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 
 
 def render(data: ReportData, format: str) -> str:

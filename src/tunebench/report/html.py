@@ -12,7 +12,7 @@ from importlib import resources
 from typing import Any
 
 from tunebench.report import fmt, svg
-from tunebench.report.data import ReportData, size_series
+from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData, size_series
 from tunebench.report.pareto import AXES
 from tunebench.report.table import Entry
 
@@ -121,6 +121,8 @@ def leaderboard_rows(data: ReportData) -> list[dict[str, Any]]:
         rows.append({
             "e": e,
             "mean": fmt.pct(e.mean), "std": fmt.pct(e.std) if e.std is not None else "",
+            "diff": "—" if e.best else fmt.diff(e.diff_vs_best, e.diff_ci95), "p": fmt.pvalue(e.p_adjusted),
+            "p_title": f"{e.test}; p = {fmt.pvalue(e.p_value)} before Holm's correction" if e.test else "",
             "ci": fmt.ci(e.ci95), "ci_lo": 100 * e.ci95[0] if e.ci95 else 0, "ci_hi": 100 * e.ci95[1] if e.ci95 else 0,
             "trainable": fmt.count(e.trainable) if e.trainable else "0", "share": fmt.share(e.trainable_pct),
             "train_mem": fmt.mem_mb(e.train_peak_mb) if e.trains else "—", "eval_mem": fmt.mem_mb(e.eval_peak_mb),
@@ -181,5 +183,7 @@ def render(data: ReportData) -> str:
         selection_chart=selection_chart(data, palette),
         labels=[e.label for e in data.entries if e.ok],
         metric_title=_metric_title(data),
+        tied_legend=TIED_LEGEND,
+        budget_legend=BUDGET_LEGEND,
         generated=time.strftime("%Y-%m-%d %H:%M"),
     )

@@ -1,9 +1,10 @@
 """Which strategy fits my needs: constraints → the best method that fits, its runners-up, and why.
 
 The best method is the highest-scoring entry that meets every constraint; its runners-up are the other
-entries that meet them and whose 95% intervals overlap its interval (statistically tied). The sentence
-is written from the measurements only: the score, what it costs, and what a stronger method was ruled
-out by or what a tied one saves.
+entries that meet them and that a paired test against it cannot tell apart (report/stats.py, Holm-
+corrected). The sentence is written from the measurements only: the score, what it costs, and what a
+stronger method was ruled out by or what a tied one saves; it adds when the methods it names differ by
+less than the test set can detect, and when one of them was still improving at the end of its budget.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ import re
 from dataclasses import dataclass, field
 
 from tunebench.errors import SpecError
-from tunebench.report import fmt
-from tunebench.report.table import Entry, overlaps
+from tunebench.report import fmt, stats
+from tunebench.report.table import Entry
 
 
 @dataclass
@@ -119,15 +120,25 @@ def parse_constraints(
 class Recommendation:
     best: Entry | None
     runners_up: list[Entry]
-    """Entries that fit and are statistically tied with the best."""
+    """Entries that fit and that a paired test cannot tell from the recommended one (Holm-corrected)."""
     excluded: list[tuple[Entry, list[str]]]
     """Entries ruled out by a constraint, with the reasons."""
     why: str
+    versus: dict[str, stats.Comparison] = field(default_factory=dict)
+    """Label → that fitting entry against the recommended one (the family the runners-up come from)."""
     at_scale: str = ""
     """What the choice would cost at a larger size (filled by the estimator when a target is given)."""
 
 
-def recommend(entries: list[Entry], constraints: Constraints | None = None) -> Recommendation:
+def recommend(
+    entries: list[Entry],
+    constraints: Constraints | None = None,
+    detectable: stats.Detectable | None = None,
+) -> Recommendation:
+    """The best entry that fits the constraints, its runners-up, and the sentence saying why.
+
+    `detectable` (the report's smallest detectable difference) lets the sentence say when the methods it
+    names differ by less than the test set can tell apart."""
     constraints = constraints or Constraints()
     ok = sorted((e for e in entries if e.ok), key=lambda e: -(e.mean or 0.0))
     if not ok:
@@ -147,8 +158,26 @@ def recommend(entries: list[Entry], constraints: Constraints | None = None) -> R
             f"No method learned the task: the best that fits scores {fmt.pct(best.mean)} {metric}, so there is "
             "nothing to recommend; a longer budget, another learning rate or a larger model may change that.",
         )  # fmt: skip
-    runners = [e for e in fits[1:] if overlaps(e.ci95, best.ci95)]
-    return Recommendation(best, runners, excluded, _why(best, runners, fits, excluded))
+    versus = _versus(best, ok, fits)
+    runners = [e for e in fits[1:] if _tied(versus[e.label])]
+    rec = Recommendation(best, runners, excluded, "", versus=versus)
+    rec.why = _why(rec, fits, detectable)
+    return rec
+
+
+def _versus(best: Entry, ok: list[Entry], fits: list[Entry]) -> dict[str, stats.Comparison]:
+    """Each other entry against the recommended one, Holm-corrected as one family. When the recommended
+    entry is the leaderboard's best, the family is the leaderboard's (every finished entry), so the
+    runners-up are exactly the entries marked tied; otherwise it is the entries that fit. The bootstraps
+    are cached on the entries, so each comparison is a subtraction."""
+    family = ok if best.best else fits
+    comparisons = {e.label: stats.compare_entries(e, best) for e in family if e is not best}
+    stats.holm_adjust(list(comparisons.values()))
+    return comparisons
+
+
+def _tied(c: stats.Comparison) -> bool:
+    return c.p_value is not None and not c.distinguishable
 
 
 def _costs(e: Entry) -> str:
@@ -187,9 +216,9 @@ def _cheaper(a: Entry, b: Entry) -> list[str]:
     return out
 
 
-def _why(
-    best: Entry, runners: list[Entry], fits: list[Entry], excluded: list[tuple[Entry, list[str]]]
-) -> str:
+def _why(rec: Recommendation, fits: list[Entry], detectable: stats.Detectable | None) -> str:
+    best, runners, excluded = rec.best, rec.runners_up, rec.excluded
+    assert best is not None
     metric = (best.metric_name or "score").replace("_", " ")
     text = (
         f"{best.label} scores {fmt.pct(best.mean)} {metric} (95% CI {fmt.ci(best.ci95)}) with {_costs(best)}"
@@ -197,16 +226,36 @@ def _why(
     stronger = [(e, why) for e, why in excluded if (e.mean or 0.0) > (best.mean or 0.0)]
     cheaper = [(r, _cheaper(r, best)) for r in runners]
     cheaper = [(r, what) for r, what in cheaper if what]
+    named: list[Entry] = []  # the runners-up the sentence names
     if stronger:
         e, why = stronger[0]
         text += f"; {e.label} scores higher ({fmt.pct(e.mean)}) but {why[0]}"
     elif cheaper:
         r, what = cheaper[0]
+        named = [r]
         text += f"; {r.label} ({fmt.pct(r.mean)}) is within the noise of it and needs {_and(what)}"
     elif runners:
+        named = runners
         text += (
             f"; {', '.join(r.label for r in runners)} {'is' if len(runners) == 1 else 'are'} within the noise"
         )
     elif len(fits) > 1:
         text += f", ahead of {fits[1].label} ({fmt.pct(fits[1].mean)}) beyond the noise"
-    return text + "."
+    if detectable is not None and any(abs(rec.versus[r.label].diff) < detectable.diff for r in named):
+        text += (
+            f"; differences under {100 * detectable.diff:.1f} points cannot be told apart on "
+            f"{detectable.items:,} test items"
+        )
+    return text + _budget_clause([best, *named]) + "."
+
+
+def _budget_clause(named: list[Entry]) -> str:
+    """'; X was still improving when its budget ran out: …' for the named entries that were."""
+    limited = [e.label for e in named if e.budget_limited]
+    if not limited:
+        return ""
+    one = len(limited) == 1
+    return (
+        f"; {_and(limited)} {'was' if one else 'were'} still improving when {'its' if one else 'their'} "
+        "budget ran out: a longer budget may change the ranking"
+    )
