@@ -109,6 +109,14 @@ def test_method_conforms(method_name, scenario, scenarios, tmp_path):
     assert fresh.predict(ctx, inputs) == before
     assert fresh.param_counts() == (trainable, total)
 
+    if method_cls.trains:  # early stopping keeps this state and puts it back: it must hold all that trained
+        state = method.trainable_state()
+        assert state
+        restored = method_cls()
+        restored.prepare(ctx)
+        restored.load_trainable_state(state)
+        assert restored.predict(ctx, inputs) == before
+
 
 def test_every_method_runs_somewhere(scenarios):
     for name in METHODS:

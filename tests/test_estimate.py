@@ -59,30 +59,29 @@ def test_parameter_counts_match_models_built_from_the_same_configs():
 
 
 def test_a_classification_head_replaces_the_lm_head_in_the_counts():
-    """tunebench's `head: classifier` loads AutoModelForSequenceClassification: its count is the arch's
-    with `classes` set (a decoder's score layer has no bias, BERT's classifier has one)."""
+    """tunebench's `head: classifier` is the trunk (AutoModel, without BERT's pooler) and one Linear layer
+    with a bias on its pooled states: its count is the arch's with `classes` set."""
     import dataclasses
 
-    from transformers import (
-        BertConfig,
-        BertForSequenceClassification,
-        LlamaConfig,
-        LlamaForSequenceClassification,
-    )
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel
 
-    small = dict(num_hidden_layers=2, num_attention_heads=4, vocab_size=300, num_labels=7)
+    from tunebench.methods.heads import SequenceClassifier
+    from tunebench.methods.pooling import drop_pooler
+
+    small = dict(num_hidden_layers=2, num_attention_heads=4, vocab_size=300)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        for cfg, cls, base in (
+        for cfg, trunk_cls, base in (
             (LlamaConfig(hidden_size=64, intermediate_size=96, tie_word_embeddings=False, **small),
-             LlamaForSequenceClassification, "LlamaForCausalLM"),
+             LlamaModel, "LlamaForCausalLM"),
             (BertConfig(hidden_size=64, intermediate_size=128, max_position_embeddings=128, **small),
-             BertForSequenceClassification, "BertModel"),
+             BertModel, "BertModel"),
         ):  # fmt: skip
             arch = dataclasses.replace(
                 from_config({**cfg.to_dict(), "architectures": [base]}, base, "t"), classes=7
             )
-            assert arch.params == sum(p.numel() for p in cls(cfg).parameters()), cls.__name__
+            model = SequenceClassifier(drop_pooler(trunk_cls(cfg)), "mean", 7)
+            assert arch.params == sum(p.numel() for p in model.parameters()), trunk_cls.__name__
 
 
 def test_presets_have_the_published_sizes():

@@ -76,10 +76,11 @@ class Arch:
     qk_norm: bool = False
     """Gemma 3 / Qwen 3 normalise queries and keys (one head_dim vector each)."""
     pooler: bool = False
-    """BERT's pooler (a d × d dense layer on the first token)."""
+    """BERT's pooler (a d × d dense layer on the first token); tunebench's classification head and probe
+    drop it (they pool the hidden states themselves), so it counts only without `classes`."""
     classes: int = 0
-    """Outputs of a classification head that replaces the LM head (tunebench's `head: classifier`); 0: the
-    model's own head over the vocabulary."""
+    """Outputs of a classification head that replaces the LM head (tunebench's `head: classifier`: one
+    Linear layer with a bias on the pooled hidden states); 0: the model's own head over the vocabulary."""
     source: str = "preset"
 
     # ---- derived sizes -------------------------------------------------------------------------------
@@ -127,8 +128,8 @@ class Arch:
     def head_params(self) -> int:
         """The output projection when it is not tied to the input embedding (decoders only), or the
         classification head (weight and bias) that replaces it."""
-        if self.classes:  # a decoder's score layer has no bias (LlamaForSequenceClassification), BERT's has
-            return self.classes * (self.hidden + (self.kind == "encoder"))
+        if self.classes:
+            return self.classes * (self.hidden + 1)
         return self.vocab * self.hidden if self.kind == "decoder" and not self.tied_embeddings else 0
 
     @property
@@ -143,7 +144,7 @@ class Arch:
 
     def outer_params(self) -> int:
         """Everything outside the blocks: embeddings, final norm (or BERT's embedding norm), head, pooler."""
-        pooler = self.hidden * self.hidden + self.hidden if self.pooler else 0
+        pooler = self.hidden * self.hidden + self.hidden if self.pooler and not self.classes else 0
         return self.embedding_params() + self.norm_params() + self.head_params() + pooler
 
     @property

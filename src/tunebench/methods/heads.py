@@ -1,19 +1,39 @@
 """How a model answers a task: by generating text, or through a classification head.
 
 A method decides *what is trained* (all weights, low-rank adapters, a prefix...); a head decides *how the
-model answers*: a causal LM generates the answer after the task's prompt, or a sequence-classification
-model scores the labels from its pooled representation (encoders always; decoders when the spec asks
+model answers*: a causal LM generates the answer after the task's prompt, or a classifier reads the
+trunk's pooled representation through one linear layer (encoders always; decoders when the spec asks
 for `head: classifier`). The two are independent, so every training method works with either head.
+
+The classifier is tunebench's own, not transformers' `*ForSequenceClassification`: BERT's head there
+reads a tanh pooler layer over [CLS] that a sentence encoder such as all-MiniLM-L6-v2 never trained,
+while the probe reads the model's own pooling. Here the probe and the head read the same pooled vector
+(methods/pooling.py), and the head is one Linear layer, so LP-FT can start it from the probe's solution.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from tunebench.evaluate.generate import generate
+from tunebench.methods.pooling import (
+    Pooling,
+    feature_cache,
+    load_trunk,
+    model_pooling,
+    pooled_features,
+    trunk_pooled,
+)
 from tunebench.models.load import load_causal_lm, load_tokenizer
 from tunebench.train.data import Encoded, collate, encode, encode_labelled
 from tunebench.train.device import autocast
@@ -23,6 +43,9 @@ from tunebench.train.loss import classification_loss, full_forward_loss, target_
 if TYPE_CHECKING:
     from tunebench.methods.base import Context
     from tunebench.methods.tuning import ModelMethod
+
+#: The new layer's name: PEFT keeps a module of this name trainable for sequence classification by itself.
+HEAD_MODULE = "classifier"
 
 
 class Head(ABC):
@@ -76,28 +99,181 @@ class GenerativeHead(Head):
         )
 
 
+class SequenceClassifier(nn.Module):
+    """A pretrained trunk read through the model's own pooling, then dropout and one Linear layer to the
+    labels: (B, T) tokens → (B, C) logits, returned as transformers' `SequenceClassifierOutput`.
+
+    The trunk sits under its own prefix (`bert`, `model`...), so the weights are named as transformers
+    names them: `AutoModel.from_pretrained` reads the trunk of an exported model, and the head is
+    `classifier.weight` / `classifier.bias`. The forward takes what PEFT's sequence-classification wrapper
+    passes (prompt tuning's `inputs_embeds`, prefix tuning's `past_key_values`) and ignores output flags.
+    """
+
+    #: Attributes PEFT reads from the model it wraps (a 4-bit base, say), taken over from the trunk.
+    FROM_TRUNK = (
+        "is_loaded_in_4bit",
+        "is_loaded_in_8bit",
+        "is_quantized",
+        "quantization_method",
+        "hf_device_map",
+    )
+
+    def __init__(self, trunk: nn.Module, pooling: str, num_labels: int) -> None:
+        super().__init__()
+        self.base_model_prefix = getattr(trunk, "base_model_prefix", "") or "model"
+        self.add_module(self.base_model_prefix, trunk)
+        self.config = trunk.config
+        self.pooling = pooling
+        # As transformers' heads do: the config's classifier dropout, else its hidden dropout (none for Llama).
+        p = getattr(self.config, "classifier_dropout", None)
+        self.dropout = nn.Dropout(p if p is not None else getattr(self.config, "hidden_dropout_prob", 0.0))
+        device = next(trunk.parameters()).device
+        # fp32 even over a bf16 (QLoRA) trunk: the head trains, and its weights are a probe's solution.
+        self.classifier = nn.Linear(  # HEAD_MODULE
+            self.config.hidden_size, num_labels, device=device, dtype=torch.float32
+        )
+        nn.init.normal_(self.classifier.weight, std=getattr(self.config, "initializer_range", 0.02))
+        nn.init.zeros_(self.classifier.bias)
+        for name in self.FROM_TRUNK:
+            if hasattr(trunk, name):
+                setattr(self, name, getattr(trunk, name))
+
+    @property
+    def trunk(self) -> nn.Module:
+        return getattr(self, self.base_model_prefix)
+
+    @property
+    def device(self) -> torch.device:
+        return self.trunk.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.trunk.dtype
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.trunk.get_input_embeddings()
+
+    def get_output_embeddings(self) -> None:
+        return None  # no LM head: the classification layer is new and always trains
+
+    def pooled(self, input_ids=None, attention_mask=None, **trunk_kwargs: Any) -> torch.Tensor:
+        """(B, H): the trunk's last hidden states pooled the model's own way (the probe's features)."""
+        return trunk_pooled(self.trunk, self.pooling, input_ids, attention_mask, **trunk_kwargs)
+
+    def forward(
+        self,
+        input_ids=None,
+        attention_mask=None,
+        inputs_embeds=None,
+        past_key_values=None,
+        token_type_ids=None,
+        labels=None,
+        **flags: Any,
+    ):
+        from transformers.modeling_outputs import SequenceClassifierOutput
+
+        pooled = self.pooled(
+            input_ids,
+            attention_mask,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            token_type_ids=token_type_ids,
+        )
+        logits = self.classifier(self.dropout(pooled).float())  # (B, C)
+        loss = F.cross_entropy(logits, labels) if labels is not None else None
+        return SequenceClassifierOutput(loss=loss, logits=logits)
+
+    @torch.no_grad()
+    def set_head(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Put (C, H) and (C,) into the classification layer, and into PEFT's trainable copy of it."""
+        for layer in self.classifier.modules():
+            if isinstance(layer, nn.Linear):
+                layer.weight.copy_(weight)
+                layer.bias.copy_(bias)
+
+    def save_pretrained(self, folder: str | Path) -> None:
+        """config.json (the trunk's, with the labels), model.safetensors (every weight by transformers'
+        names) and classifier.json (how the head reads the trunk)."""
+        from safetensors.torch import save_file
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.config.save_pretrained(folder)
+        tensors = {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        head = {
+            "pooling": self.pooling,
+            "num_labels": self.classifier.out_features,
+            "dropout": self.dropout.p,
+        }
+        (folder / "classifier.json").write_text(json.dumps(head, indent=2))
+
+
+@contextlib.contextmanager
+def _inference(model: nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) for a pass that training follows.
+
+    bitsandbytes' 4-bit layers repack their weights for CPU inference on their first eval-mode forward and
+    keep that layout, which training then fails on ("a view of a leaf Variable that requires grad is used
+    in an in-place operation", bitsandbytes 0.50 on AVX512-BF16 CPUs): they stay in training mode, which
+    changes nothing else in them.
+    """
+    model.eval()
+    for module in model.modules():
+        if type(module).__name__ == "Linear4bit":
+            module.train()
+    try:
+        yield
+    finally:
+        model.eval()
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The model inside a PEFT wrapper (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 class ClassifierHead(Head):
     name = "classifier"
     peft_task_type = "SEQ_CLS"
 
     def load(self, ctx: Context, **load_kwargs: Any) -> tuple[torch.nn.Module, Any, list[str]]:
-        from transformers import AutoModelForSequenceClassification
-
         labels = ctx.task.labels or []
         tokenizer = load_tokenizer(ctx.model)
         tokenizer.padding_side = "right"
-        model, info = AutoModelForSequenceClassification.from_pretrained(
-            ctx.model.path,
-            num_labels=len(labels),
-            id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-            pad_token_id=tokenizer.pad_token_id,
-            output_loading_info=True,
-            **{"dtype": torch.float32, **load_kwargs},
-        )
-        # Weights missing from the checkpoint are the new classification layer: it always trains.
-        new_modules = sorted({key.rsplit(".", 1)[0] for key in info["missing_keys"]})
-        return model.to(ctx.device).eval(), tokenizer, new_modules
+        trunk = load_trunk(ctx.model, ctx.device, **load_kwargs)
+        trunk.config.id2label = dict(enumerate(labels))  # written into an exported config.json
+        trunk.config.label2id = {label: i for i, label in enumerate(labels)}
+        self.pooling: Pooling = model_pooling(ctx.model)
+        model = SequenceClassifier(trunk, self.pooling.mode, len(labels))
+        return model.eval(), tokenizer, [HEAD_MODULE]
+
+    def init_from_probe(self, method: ModelMethod, ctx: Context) -> dict[str, Any]:
+        """LP-FT's first step (Kumar et al., 2022): a logistic-regression probe on the training split's
+        frozen pooled features, its solution copied into the head. The features are the probe method's
+        (same pooling, same cache), read through the trunk as prepared: adapters start as the identity,
+        and virtual tokens are left out. Returns what the run records about it."""
+        from tunebench.methods.probe import ProbeOptions, linear_init, logistic
+
+        inner = unwrap(method.model)
+        labels = list(ctx.task.labels or [])
+        index = {label: i for i, label in enumerate(labels)}
+        texts = [e.input for e in ctx.splits.train]
+        y = [index[e.target] for e in ctx.splits.train]
+        cache = feature_cache(ctx.model, inner.trunk, inner.pooling, ctx, texts)
+        cached = cache.exists()
+        start = time.perf_counter()
+        with _inference(method.model):
+            x = pooled_features(inner.pooled, method.tokenizer, texts, ctx, cache)
+        probe = logistic(ProbeOptions()).fit(x, y)
+        weight, bias = linear_init(probe, len(labels))
+        inner.set_head(torch.from_numpy(weight), torch.from_numpy(bias))
+        return {
+            "init": "probe",
+            "probe_train_accuracy": float(probe.score(x, y)),
+            "probe_seconds": time.perf_counter() - start,
+            "probe_features_cached": cached,
+        }
 
     def encode(self, method: ModelMethod, ctx: Context) -> tuple[list[Encoded], int]:
         index = {label: i for i, label in enumerate(ctx.task.labels or [])}

@@ -1,30 +1,38 @@
 """The feature-based method: a frozen model's representation → logistic regression (scikit-learn).
 
-Features are computed once per (model, data, pooling, length) and cached on disk under the tunebench
-cache, so retraining the head — another C, another seed — costs seconds. Encoders are pooled at the
-[CLS] token or by the mean over tokens; decoders by their last token (which has seen the whole input)
-or the mean.
+Features are pooled the model's own way (methods/pooling.py: a sentence-transformers pooling config when
+the model has one, else the mean for encoders and the last token for decoders), exactly as a
+classification head reads them. They are computed once per (model, data, pooling, length, precision)
+and cached on disk under the tunebench cache, so retraining the head — another C, another seed, or
+LP-FT's probe before fine-tuning — costs seconds.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
 import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import torch
 from safetensors.numpy import load_file, save_file
 
 from tunebench.errors import UnsupportedError
 from tunebench.methods.base import METHODS, Context, Method, count_parameters
+from tunebench.methods.pooling import (
+    POOLINGS,
+    Pooling,
+    feature_cache,
+    load_trunk,
+    model_pooling,
+    pooled_features,
+    trunk_pooled,
+)
 from tunebench.models.load import load_tokenizer
-from tunebench.models.zoo import ResolvedModel, cache_dir
+from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Task
-from tunebench.train.data import collate, encode_labelled
-from tunebench.train.device import autocast
 from tunebench.train.loop import TrainStats
 from tunebench.train.memory import PeakMemory
 from tunebench.typed import require
@@ -33,18 +41,48 @@ from tunebench.typed import require
 @dataclass
 class ProbeOptions:
     pooling: str = "auto"
-    """cls, mean or last (auto: cls for encoders, last token for decoders)."""
+    """auto (the model's own, as every classification head reads it: a sentence-transformers pooling
+    config, else mean for encoders and the last token for decoders), or cls, mean, max, last,
+    mean_sqrt_len, weighted_mean."""
     C: float = 1.0
     """Inverse L2 regularisation strength of the logistic regression."""
     max_iter: int = 2000
 
     def check(self, where: str) -> None:
         require(
-            self.pooling in ("auto", "cls", "mean", "last"),
+            self.pooling == "auto" or self.pooling in POOLINGS,
             f"{where}.pooling",
-            f"expected auto, cls, mean or last, got {self.pooling!r}",
+            f"expected auto, {', '.join(POOLINGS)}; got {self.pooling!r}",
         )
         require(self.C > 0, f"{where}.C", "must be positive")
+
+
+def logistic(options: ProbeOptions) -> Any:
+    """The probe's (unfitted) logistic regression: multinomial over the labels, L2-regularised."""
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression(C=options.C, max_iter=options.max_iter)
+
+
+def linear_init(classifier: Any, n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """A fitted logistic regression as a Linear layer's (n_labels, H) weight and (n_labels,) bias, float32,
+    whose softmax gives the regression's probabilities.
+
+    Binary regression keeps one row w for class 1 (p = σ(w·x + b)); rows (-w/2, w/2) and biases (-b/2, b/2)
+    give the same softmax. A label absent from the training split gets a zero row and a bias below every
+    other, so it is never predicted, as the probe never predicts it.
+    """
+    coef, intercept = classifier.coef_, classifier.intercept_
+    if coef.shape[0] == 1:
+        coef, intercept = (
+            np.concatenate([-coef / 2, coef / 2]),
+            np.concatenate([-intercept / 2, intercept / 2]),
+        )
+    weight = np.zeros((n_labels, coef.shape[1]), dtype=np.float32)
+    bias = np.full(n_labels, intercept.min() - 10.0, dtype=np.float32)
+    rows = np.asarray(classifier.classes_, dtype=np.int64)
+    weight[rows], bias[rows] = coef, intercept
+    return weight, bias
 
 
 @METHODS.register("probe")
@@ -63,18 +101,16 @@ class Probe(Method):
             )
 
     def prepare(self, ctx: Context) -> None:
-        from sklearn.linear_model import LogisticRegression
-        from transformers import AutoModel
-
         self.ctx_model = ctx.model
-        self.pooling = self.options.pooling
-        if self.pooling == "auto":
-            self.pooling = "cls" if ctx.model.kind == "encoder" else "last"
+        own = model_pooling(ctx.model)
+        chosen = own if self.options.pooling == "auto" else Pooling(self.options.pooling, "probe.pooling")
+        self.pooling = chosen.mode
+        self.head_info = {"pooling": chosen.mode, "pooling_source": chosen.source, "init": "probe"}
         self.tokenizer = load_tokenizer(ctx.model)
-        self.trunk = AutoModel.from_pretrained(ctx.model.path, dtype=torch.float32).to(ctx.device).eval()
+        self.trunk = load_trunk(ctx.model, ctx.device)
         self.trunk.requires_grad_(False)
         self.labels = list(ctx.task.labels or [])
-        self.classifier = LogisticRegression(C=self.options.C, max_iter=self.options.max_iter)
+        self.classifier = logistic(self.options)
 
     def param_counts(self) -> tuple[int, int]:
         hidden = self.trunk.config.hidden_size
@@ -83,43 +119,9 @@ class Probe(Method):
         return trainable, count_parameters(self.trunk)[1] + trainable
 
     def features(self, ctx: Context, texts: list[str]) -> np.ndarray:
-        path = self._cache_path(ctx, texts)
-        if path.exists():
-            return np.load(path)
-        encoded, _ = encode_labelled(self.tokenizer, texts, [0] * len(texts), ctx.budget.max_length)
-        order = sorted(range(len(texts)), key=lambda i: len(encoded[i].ids))
-        out = np.zeros((len(texts), self.trunk.config.hidden_size), dtype=np.float32)
-        with torch.no_grad():
-            for start in range(0, len(order), ctx.budget.eval_batch_size):
-                idx = order[start : start + ctx.budget.eval_batch_size]
-                batch = collate([encoded[i] for i in idx], self.tokenizer.pad_token_id).to(ctx.device)
-                with autocast(ctx.device, ctx.bf16):
-                    hidden = self.trunk(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-                out[idx] = self._pool(hidden.last_hidden_state.float(), batch.attention_mask).cpu().numpy()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        tmp.replace(path)
-        return out
-
-    def _pool(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:  # (B, T, H), (B, T) → (B, H)
-        if self.pooling == "cls":
-            return hidden[:, 0]
-        if self.pooling == "mean":
-            m = mask.unsqueeze(-1).to(hidden.dtype)
-            return (hidden * m).sum(1) / m.sum(1).clamp(min=1)
-        last = mask.sum(1) - 1  # right padding: the last real token of each row
-        return hidden[torch.arange(hidden.shape[0]), last]
-
-    def _cache_path(self, ctx: Context, texts: list[str]) -> Path:
-        weights = Path(self.ctx_model.path) / "model.safetensors"
-        stamp = weights.stat().st_mtime_ns if weights.exists() else 0
-        h = hashlib.sha256(
-            json.dumps([self.ctx_model.path, stamp, self.pooling, ctx.budget.max_length]).encode()
-        )
-        for t in texts:
-            h.update(t.encode() + b"\0")
-        return cache_dir() / "features" / f"{self.ctx_model.name}-{h.hexdigest()[:20]}.npy"
+        cache = feature_cache(self.ctx_model, self.trunk, self.pooling, ctx, texts)
+        embed = functools.partial(trunk_pooled, self.trunk, self.pooling)
+        return pooled_features(embed, self.tokenizer, texts, ctx, cache)
 
     def fit(self, ctx: Context) -> TrainStats:
         with PeakMemory() as mem:

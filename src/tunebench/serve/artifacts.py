@@ -63,6 +63,12 @@ def inspect(path: Path) -> Artifact:
         raise ArtifactError(f"{path}: not a folder")
     run = _run_record(path)
     trained_on = run.get("model") if run else None
+    if (path / "classifier.json").exists() or (run and (run.get("head") or {}).get("pooling")):
+        raise ArtifactError(
+            f"{path}: a classification model (it answers with a label from a classifier head); tunebench "
+            "serve answers chat and completion requests with generated text, so it serves generating "
+            "models only"
+        )
     if (path / "adapter_config.json").exists():
         return _peft(path, run, trained_on)
     if (path / "prompt.json").exists():

@@ -77,12 +77,17 @@ class ServeOptions:
     """Let transformers run code shipped with the model; off unless asked for."""
     device: str | None = None
     """cpu, cuda, ... (default: CUDA when present)."""
+    precision: str = "auto"
+    """auto (bf16 autocast where the CPU or GPU runs it fast), bf16, or fp32 (exact: a merged adapter then
+    answers as the unmerged one does, which bf16's rounding does not promise)."""
     limits: Limits = field(default_factory=Limits)
 
     def check(self) -> None:
         self.limits.check()
         if self.batching not in BATCHING_MODES:
             raise SpecError(f"--batching: expected one of {', '.join(BATCHING_MODES)}, got {self.batching!r}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise SpecError(f"--precision: expected auto, bf16 or fp32, got {self.precision!r}")
         if not 0 <= self.port <= 65535:
             raise SpecError(f"--port: expected 0..65535, got {self.port}")
         if self.api_key is not None and not self.api_key.strip():
@@ -175,6 +180,11 @@ def add_flags(parser) -> None:
         "--trust-remote-code", action="store_true", help="let transformers run the model's own code"
     )
     p.add_argument("--device", help="cpu, cuda, cuda:1, ... (default: CUDA when present)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto (bf16 where the CPU or GPU runs it fast), bf16, or fp32 (exact; default auto)",
+    )
     g = p.add_argument_group("limits")
     for f in Limits.__dataclass_fields__.values():
         g.add_argument(
@@ -200,6 +210,7 @@ def from_flags(args) -> ServeOptions:
         batching=args.batching,
         trust_remote_code=args.trust_remote_code,
         device=args.device,
+        precision=args.precision,
         limits=limits,
     )
     options.check()

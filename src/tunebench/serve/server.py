@@ -42,7 +42,7 @@ def build(options: ServeOptions) -> Built:
             f"{base.name} is an {base.kind}"
         )
     device = torch.device(options.device) if options.device else pick_device()
-    bf16 = use_bf16("auto", device)
+    bf16 = use_bf16(options.precision, device)
     engine = Engine(
         device=device,
         bf16=bf16,
