@@ -1,10 +1,9 @@
 """Does successive halving choose the learning rate that the full grid chooses? And at what cost?
 
-    python bench/halving_vs_grid.py experiments/banking77_full.yaml --methods full \
-        --task-opt train_size=3000 --out findings-runs/halving_vs_grid
+    python bench/halving_vs_grid.py experiments/banking77_full.yaml --methods full --out runs
 
 Runs only the learning-rate selection of each method (no final runs, no test split) twice on the same data
-and seed: once as a grid (every rate on the whole budget) and once by successive halving (every rate on
+and seed (the spec's own search reuses what `tunebench compare SPEC` cached under the same --out): once as a grid (every rate on the whole budget) and once by successive halving (every rate on
 the whole budget's schedule, stopped at 1/4, the better half at 1/2; runs/selection.py). Prints, per
 method, each search's dev scores, the rate each chose and the optimizer steps each trained. Candidates
 are cached in the runs folder, so a second call only prints.
@@ -47,8 +46,12 @@ def main() -> None:
         wanted = args.methods.split(",")
         data["methods"] = [m for m in data["methods"] if (m if isinstance(m, str) else m["name"]) in wanted]
     rows = []
+    own = (data.get("budget") or {}).get("lr_search", "grid")
     for search in ("grid", "halving"):
-        spec = parse_spec({**data, "name": f"{data['name']}-{search}"}, source=args.spec)
+        # the spec's own search keeps the spec's name, so that the candidates a `compare` of the spec
+        # already trained (cached under its folder) are reused; the other search gets a folder of its own
+        name = data["name"] if search == own else f"{data['name']}-{search}"
+        spec = parse_spec({**data, "name": name}, source=args.spec)
         task = build_task(spec.task.name, spec.task.options)
         splits = task.splits()
         for method in (m for m in spec.methods if needs_lr_search(m)):
