@@ -14,7 +14,7 @@ from tunebench.config import Budget, EarlyStopping, parse_spec
 from tunebench.errors import SpecError
 from tunebench.runs import devcurve
 from tunebench.runs.devcurve import DevCurve
-from tunebench.train.convergence import convergence, from_dev_curve, from_losses
+from tunebench.train.convergence import convergence, from_dev_curve, from_losses, sign_test
 
 
 def test_a_dev_curve_still_rising_at_the_end_is_still_improving():
@@ -23,6 +23,23 @@ def test_a_dev_curve_still_rising_at_the_end_is_still_improving():
     flat = [(10, 0.50), (20, 0.70), (30, 0.71), (40, 0.705)]
     assert from_dev_curve(flat, threshold=0.01)[0] is False  # +0.005 over step 30's best: within one example
     assert from_dev_curve([(10, 0.5), (20, 0.9)], threshold=0.01)[0] is None  # too few points to say
+
+
+def test_a_late_gain_within_the_dev_splits_noise_is_not_still_improving():
+    curve = [(100, 0.90), (200, 0.92), (300, 0.926), (400, 0.938)]
+    # 500 dev examples: the last checkpoint gained 10 and lost 4 against step 300's (+6 examples, +1.2
+    # points): a fair coin does that often enough (one-sided p 0.09), so it is not called improving
+    items = {
+        400: [True] * 459 + [True] * 10 + [False] * 4 + [False] * 27,
+        300: [True] * 459 + [False] * 10 + [True] * 4 + [False] * 27,
+    }
+    assert (sum(items[400]), sum(items[300])) == (469, 463)
+    verdict, detail = from_dev_curve(curve, threshold=0.002, items=items)
+    assert verdict is False and "10 dev examples gained, 4 lost" in detail
+    assert from_dev_curve(curve, threshold=0.002)[0] is True  # without the examples: the threshold alone
+    clear = {400: [True] * 30, 300: [False] * 30}
+    assert from_dev_curve([(100, 0.5), (300, 0.6), (400, 0.9)], 0.01, clear)[0] is True
+    assert sign_test(10, 4) == pytest.approx(0.0898, abs=1e-4) and sign_test(0, 0) == 1.0
 
 
 def test_training_losses_that_still_fall_beyond_their_noise_are_still_improving():
@@ -58,7 +75,7 @@ class _Counter:
 
 def _scripted(monkeypatch, scores: list[float]) -> None:
     it = iter(scores)
-    monkeypatch.setattr(devcurve.measure, "dev_score", lambda method, ctx: ("accuracy", next(it)))
+    monkeypatch.setattr(devcurve.measure, "dev_eval", lambda method, ctx: ("accuracy", next(it), []))
 
 
 def test_early_stopping_stops_after_patience_and_restores_the_best_state(monkeypatch):

@@ -36,6 +36,9 @@ class DevCurve:
         self.best_score: float | None = None
         self.since_best = 0
         self.stopped_at: int | None = None
+        self.items: dict[int, list[bool]] = {}
+        """Step → per-example dev correctness of this process's evaluations (the convergence test pairs
+        two of them; not saved with a checkpoint, so a resumed run falls back to the scores alone)."""
         self._best_state: dict | None = None
         for step, score in self.curve:  # a resumed run: where the best point and the patience stand
             self._note(int(step), score)
@@ -50,9 +53,10 @@ class DevCurve:
             return False
         start = time.perf_counter()
         with measure.training_modes_kept(self.method):
-            self.metric, score = measure.dev_score(self.method, ctx)
+            self.metric, score, correct = measure.dev_eval(self.method, ctx)
         self.seconds += time.perf_counter() - start
         self.curve.append([step, score])
+        self.items[step] = correct
         if self._note(step, score) and self.rule is not None:
             self._best_state = self.method.trainable_state()
         if self.rule is not None and self.since_best >= self.rule.patience and step < steps:

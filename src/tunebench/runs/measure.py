@@ -48,11 +48,17 @@ DRIFT_NEW_TOKENS = 40
 
 def dev_score(method: Method, ctx: Context) -> tuple[str, float]:
     """(primary metric, value) of the method's predictions on the dev split."""
+    metric, value, _ = dev_eval(method, ctx)
+    return metric, value
+
+
+def dev_eval(method: Method, ctx: Context) -> tuple[str, float, list[bool]]:
+    """(primary metric, value, per-example correctness) of the method's predictions on the dev split."""
     dev = ctx.splits.dev
     quiet = dataclasses.replace(ctx, on_eval_batch=None)
     predictions = method.predict(quiet, [e.input for e in dev])
     scores = ctx.task.score(predictions, [e.target for e in dev])
-    return scores.primary, scores.metrics[scores.primary]
+    return scores.primary, scores.metrics[scores.primary], list(scores.correct)
 
 
 @contextmanager

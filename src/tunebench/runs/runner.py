@@ -555,7 +555,11 @@ def _train_record(stats, truncated: int, dev: DevCurve, early: dict | None, n_de
         "planned_steps": getattr(stats, "planned_steps", 0) or stats.steps,
         "early_stopping": early,
         "convergence": convergence(
-            curve, stats.losses, stopped_early=dev.stopped_at is not None, threshold=threshold
+            curve,
+            stats.losses,
+            stopped_early=dev.stopped_at is not None,
+            threshold=threshold,
+            items=dev.items,
         ),
     }
 
