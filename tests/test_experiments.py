@@ -11,7 +11,7 @@ from tunebench.cli.main import default_spec_path
 from tunebench.config import load_yaml, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = sorted((ROOT / "experiments").glob("*.yaml")) + [default_spec_path()]
+SPECS = [*sorted((ROOT / "experiments").glob("*.yaml")), default_spec_path()]
 
 
 @pytest.mark.parametrize("path", SPECS, ids=lambda p: p.name)
