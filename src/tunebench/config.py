@@ -148,7 +148,7 @@ class Budget:
         """The learning rates to search (empty for `auto` before a method's recipe resolved it)."""
         return [] if isinstance(self.lr_grid, str) else list(self.lr_grid)
 
-    def with_recipe(self, recipe: Any, where: str) -> Budget:
+    def with_recipe(self, recipe: Any) -> Budget:
         """Every field left unset filled from a method's recipe (methods/base.py `Recipe`); a method that
         does not train has none, and its training fields stay unset."""
         if recipe is None:
@@ -376,7 +376,7 @@ def parse_method(value: Any, budget: Budget, where: str, resources: Resources | 
         )
     opts = build(method_cls.Options, options, f"{where} ({name})")
     method_budget = build(Budget, {**dataclasses.asdict(budget), **overrides}, f"{where} ({name})")
-    method_budget = method_budget.with_recipe(method_cls.recipe, f"{where} ({name})")
+    method_budget = method_budget.with_recipe(method_cls.recipe)
     require(
         method_budget.early_stopping is None or getattr(method_cls, "objective_name", None) is None,
         f"{where} ({name}).early_stopping",

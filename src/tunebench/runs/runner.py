@@ -515,15 +515,13 @@ def _run_candidate(
 def _keep_state(
     method: Method, folder: Path, train: dict | None, objective: dict | None, losses: list[float]
 ) -> None:
-    """Export the candidate's trained state (the method's own artifact format) and what its training cost."""
-    partial = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(partial, ignore_errors=True)
-    (partial / store.ARTIFACT).mkdir(parents=True)
-    method.export(partial / store.ARTIFACT)
+    """Export the candidate's trained state (the method's own artifact, written as a run's) and what its
+    training cost; the record is written last, so a state without it is never reused (`_reusable`)."""
+    shutil.rmtree(folder, ignore_errors=True)  # an earlier, interrupted attempt's
+    folder.mkdir(parents=True)
+    _export(method, folder, {})
     training = {"train": train, "objective": objective, "losses": losses}
-    store.write_json_atomic(partial / CANDIDATE_TRAINING, training)
-    shutil.rmtree(folder, ignore_errors=True)
-    partial.rename(folder)
+    store.write_json_atomic(folder / CANDIDATE_TRAINING, training)
 
 
 def _train_record(stats, truncated: int, dev: DevCurve, early: dict | None, n_dev: int) -> dict | None:
