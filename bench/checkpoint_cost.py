@@ -23,11 +23,11 @@ STEPS = 4
 def measure(model_name: str, method_name: str) -> dict:
     import torch
 
-    from tunebench.config import Budget
+    from tunebench.core.store import dir_bytes
     from tunebench.methods import METHODS, Context
     from tunebench.models import resolve_model
-    from tunebench.runs.store import dir_bytes
     from tunebench.tasks import build_task
+    from tunebench.train.budget import Budget
     from tunebench.train.checkpoint import Checkpointer
 
     task = build_task("arithmetic", {"train_size": 64, "dev_size": 4, "test_size": 4})

@@ -21,13 +21,13 @@ def main() -> None:
     parser.add_argument("--out", help="run store (default: a temporary folder)")
     args = parser.parse_args()
 
-    from tunebench.cli.main import _quiet_libraries, default_spec_path
-    from tunebench.config import load_yaml, parse_spec
+    from tunebench.cli.main import quiet_libraries
+    from tunebench.config import default_spec_path, load_yaml, parse_spec
     from tunebench.models import resolve_model
     from tunebench.runs.record import environment
     from tunebench.runs.runner import run_experiment
 
-    _quiet_libraries()
+    quiet_libraries()
     out = args.out or tempfile.mkdtemp(prefix="tunebench-bench-")
     data = load_yaml(default_spec_path())
     data["out"] = out

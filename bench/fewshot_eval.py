@@ -72,15 +72,15 @@ def main() -> None:
     args = parser.parse_args()
     n = 20 if args.quick else args.n
 
-    from tunebench.cli.main import _quiet_libraries
-    from tunebench.config import Budget
+    from tunebench.cli.main import quiet_libraries
     from tunebench.methods.base import Context
     from tunebench.methods.prompting import FewShot, FewShotOptions
     from tunebench.models import resolve_model
     from tunebench.tasks import build_task
+    from tunebench.train.budget import Budget
     from tunebench.train.device import pick_device, use_bf16
 
-    _quiet_libraries()
+    quiet_libraries()
     task = build_task("arithmetic", {"op": "add", "digits": 3, "test_size": n})
     splits = task.splits()
     device = pick_device()

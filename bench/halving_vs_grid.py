@@ -28,14 +28,14 @@ def main() -> None:
 
     import yaml
 
-    from tunebench.cli.main import _quiet_libraries
+    from tunebench.cli.main import quiet_libraries
     from tunebench.config import load_yaml, parse_spec
     from tunebench.models import resolve_model
     from tunebench.runs.progress import RunProgress
     from tunebench.runs.runner import Cell, needs_lr_search, select_for_cell
     from tunebench.tasks import build_task
 
-    _quiet_libraries()
+    quiet_libraries()
     data = load_yaml(args.spec)
     data["task"] = {
         **data["task"],

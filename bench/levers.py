@@ -35,12 +35,12 @@ LEARNING_RATES = {"lora": 2e-3, "full": 1e-4}
 
 def step_times(method_name: str, lever: str, task, splits, args) -> tuple[list[float], float]:
     """(seconds of each step, seconds from fit's start to the end of the first step)."""
-    from tunebench.config import Budget
+    from tunebench.core.typed import build
     from tunebench.methods import METHODS
     from tunebench.methods.base import Context
     from tunebench.models import resolve_model
+    from tunebench.train.budget import Budget
     from tunebench.train.device import pick_device
-    from tunebench.typed import build
 
     cls = METHODS.get(method_name)
     budget = Budget(
@@ -89,11 +89,11 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=4, help="untimed steps first")
     args = parser.parse_args()
 
-    from tunebench.cli.main import _quiet_libraries
+    from tunebench.cli.main import quiet_libraries
     from tunebench.tasks import build_task
     from tunebench.train.memory import release_memory
 
-    _quiet_libraries()
+    quiet_libraries()
     task = build_task("arithmetic", {"op": "add", "digits": 3, "train_size": 2000, "test_size": 10})
     splits = task.splits()
     print(f"CPU, {torch.get_num_threads()} threads; torch {torch.__version__}")

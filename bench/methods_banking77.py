@@ -148,9 +148,9 @@ def main() -> None:
     parser.add_argument("--part", choices=["all", "encoders", "qlora"], default="all")
     args = parser.parse_args()
 
-    from tunebench.cli.main import _quiet_libraries
+    from tunebench.cli.main import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     out = tempfile.mkdtemp(prefix="tunebench-bench-")
     if args.part in ("all", "encoders"):
         part1(args, out)

@@ -19,10 +19,10 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from tunebench.core import store
 from tunebench.report import make_report
 from tunebench.report.formats import render
 from tunebench.report.terminal import render as render_terminal
-from tunebench.runs import store
 
 LABELS = [f"intent_{i}" for i in range(77)]
 

@@ -244,12 +244,12 @@ def reference_metric(model, tokenizer, task, splits, device: torch.device, bf16:
 
 def tunebench_method(method_name: str, model_path: str, task, splits, args) -> tuple[object, object]:
     """(the method, prepared on the model; its context)."""
-    from tunebench.config import Budget
+    from tunebench.core.typed import build
     from tunebench.methods import METHODS
     from tunebench.methods.base import Context
     from tunebench.models import resolve_model
+    from tunebench.train.budget import Budget
     from tunebench.train.device import pick_device, use_bf16
-    from tunebench.typed import build
 
     cls = METHODS.get(method_name)
     options = build(cls.Options, LORA if method_name == "lora" else {}, method_name)
@@ -429,12 +429,12 @@ def main() -> None:
         args.metric = False
     args.steps = args.steps or (10 if args.quick else 40)
 
-    from tunebench.cli.main import _quiet_libraries
+    from tunebench.cli.main import quiet_libraries
     from tunebench.models import resolve_model
     from tunebench.tasks import build_task
     from tunebench.train.device import pick_device
 
-    _quiet_libraries()
+    quiet_libraries()
     if args.random_init:
         model_path = str(random_init_folder(args.random_init))
     else:

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from tunebench.errors import SpecError
+from tunebench.core.errors import SpecError
 from tunebench.tasks import build_task
 from tunebench.tasks.arithmetic import ArithmeticTask
 

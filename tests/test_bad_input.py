@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tunebench.cli.main import main
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
 from tunebench.report import make_report
 from tunebench.tasks import build_task
 

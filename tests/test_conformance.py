@@ -13,12 +13,12 @@ import json
 import pytest
 import torch
 
-from tunebench.config import Budget
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
 from tunebench.methods import METHODS, Context
 from tunebench.methods.heads import ClassifierHead
 from tunebench.models import resolve_model
 from tunebench.tasks import build_task
+from tunebench.train.budget import Budget
 
 # Learning rates high enough that a few steps visibly lower the loss on a tiny model.
 FAST_LR = {"full": 3e-3, "partial": 3e-3}

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from tunebench.cli.main import main
-from tunebench.config import Budget, EarlyStopping, parse_spec
-from tunebench.errors import SpecError
+from tunebench.config import parse_spec
+from tunebench.core.errors import SpecError
 from tunebench.runs import devcurve
 from tunebench.runs.devcurve import DevCurve
+from tunebench.train.budget import Budget, EarlyStopping
 from tunebench.train.convergence import convergence, from_dev_curve, from_losses, sign_test
 
 

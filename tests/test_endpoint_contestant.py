@@ -13,7 +13,7 @@ import pytest
 from openai_standin import StandIn
 
 from tunebench.cli.main import main
-from tunebench.errors import SpecError, UnsupportedError
+from tunebench.core.errors import SpecError, UnsupportedError
 from tunebench.methods import METHODS
 from tunebench.methods.base import require_access
 from tunebench.models import resolve_model

@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from tunebench.errors import SpecError, TunebenchError, UnknownNameError
+from tunebench.core.errors import SpecError, TunebenchError, UnknownNameError
 from tunebench.estimate import Setting, estimate, resolve_arch, resolve_device
 from tunebench.estimate.costs import METHOD_COSTS, method_options
 from tunebench.estimate.model import GIB
@@ -235,7 +235,7 @@ RECORDED = [
 
 
 def test_recorded_calibration_is_within_25_percent():
-    from tunebench.estimate.calibrate import cpu_device
+    from tunebench.estimate.devices import cpu_device
     from tunebench.estimate.from_result import estimate_run
 
     for baseline, slack, batch, runs in RECORDED:
@@ -265,7 +265,7 @@ def test_classifier_runs_are_estimated_with_their_head_and_their_widest_batch():
     """The peak comes with the widest batch, not the mean one, and a classifier head is not the tied LM
     head (training it does not send gradients through every block). Estimating these runs from the mean
     length and the LM head gave 1.1-3.0 GB against 1.7-6.2 GB measured; now within 35% each."""
-    from tunebench.estimate.calibrate import cpu_device
+    from tunebench.estimate.devices import cpu_device
     from tunebench.estimate.from_result import estimate_run
 
     def result(method, options, measured, widest):

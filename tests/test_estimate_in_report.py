@@ -8,7 +8,7 @@ import pytest
 from test_report import make_run, write_runs
 
 from tunebench.cli.main import main
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
 from tunebench.estimate.in_report import CALIBRATION_COLUMN, InReport
 from tunebench.report import build_report
 

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tunebench.cli.main import default_spec_path
-from tunebench.config import load_yaml, parse_spec
+from tunebench.config import default_spec_path, load_yaml, parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = [*sorted((ROOT / "experiments").glob("*.yaml")), default_spec_path()]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunebench.errors import DataError, SpecError
+from tunebench.core.errors import DataError, SpecError
 from tunebench.tasks import Example, build_task
 from tunebench.tasks.files import FileTask
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunebench.config import Budget
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.typed import build
 from tunebench.methods import METHODS, Context
 from tunebench.methods.heads import SequenceClassifier, unwrap
 from tunebench.methods.pooling import model_pooling, pool
@@ -18,7 +18,7 @@ from tunebench.models import resolve_model
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks import build_task
 from tunebench.train import loop
-from tunebench.typed import build
+from tunebench.train.budget import Budget
 
 WORDS = {"pos": ["great", "good", "nice"], "neg": ["awful", "bad", "poor"], "mid": ["fine", "okay", "so-so"]}
 

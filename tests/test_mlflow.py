@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from tunebench.cli.main import main
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
 from tunebench.runs.tracking import make_tracker
 
 TINY = [

@@ -9,11 +9,11 @@ import json
 import pytest
 
 from tunebench.config import parse_spec
-from tunebench.errors import SpecError, UnknownNameError
+from tunebench.core import store
+from tunebench.core.errors import SpecError, UnknownNameError
 from tunebench.objectives import method_class
 from tunebench.objectives.distill import FINAL, DistillOrca
 from tunebench.objectives.rl import answer_reward
-from tunebench.runs import store
 from tunebench.runs.runner import run_experiment
 from tunebench.tasks import build_task
 from tunebench.teachers import TEACHERS, Teacher, TeacherOutput
@@ -273,8 +273,8 @@ def test_warm_start_uses_its_own_learning_rate(monkeypatch):
     """sft_lr sets the SFT phase's lr and leaves the budget's (which the preference or RL phase uses) alone."""
     from types import SimpleNamespace
 
-    from tunebench.config import Budget
     from tunebench.objectives import sft
+    from tunebench.train.budget import Budget
 
     seen = []
     monkeypatch.setattr(sft, "supervised", lambda m, c, p, t, budget: (seen.append(budget) or "stats", 0))

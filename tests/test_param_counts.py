@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunebench.config import Budget
+from tunebench.core.typed import build
 from tunebench.methods import METHODS, Context
 from tunebench.models import resolve_model
 from tunebench.models.load import load_tokenizer
 from tunebench.tasks import build_task
-from tunebench.typed import build
+from tunebench.train.budget import Budget
 
 H, F, L, KV = 64, 128, 2, 32
 LINEARS = [(H, H), (H, KV), (H, KV), (H, H), (H, F), (H, F), (F, H)]  # q k v o gate up down: (in, out)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunebench.errors import DataError
+from tunebench.core.errors import DataError
 from tunebench.objectives.pairs import Pair, read_pairs, split_transcripts
 
 HH = Path("/work/shared/data/hh_rlhf/harmless-base/test.jsonl.gz")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tunebench.config import SPEC_KEYS, load_yaml, parse_spec
-from tunebench.errors import DataError, SpecError
+from tunebench.core.errors import DataError, SpecError
 from tunebench.methods import METHODS
 from tunebench.tasks import build_task
 

@@ -10,7 +10,7 @@ import pytest
 
 from tunebench.cli.main import main
 from tunebench.config import Resources, parse_spec
-from tunebench.errors import SpecError, TunebenchError
+from tunebench.core.errors import SpecError, TunebenchError
 from tunebench.runs.executors import make_executor, task_options
 
 TESTS = Path(__file__).parent

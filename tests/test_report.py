@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tunebench.cli.main import main
-from tunebench.errors import SpecError, TunebenchError
+from tunebench.core.errors import SpecError, TunebenchError
 from tunebench.report import build_report, fmt, load_runs
 from tunebench.report.data import data_warnings, find_disagreements, size_series
 from tunebench.report.formats import to_csv, to_json, to_markdown

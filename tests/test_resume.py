@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from tunebench.cli.main import main
-from tunebench.config import Budget
 from tunebench.models.load import load_causal_lm, load_tokenizer
 from tunebench.train import loop
+from tunebench.train.budget import Budget
 from tunebench.train.checkpoint import Checkpointer
 from tunebench.train.data import encode
 from tunebench.train.loss import target_loss

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tunebench.cli.main import main
-from tunebench.config import Budget, parse_spec
-from tunebench.errors import SpecError
+from tunebench.config import parse_spec
+from tunebench.core.errors import SpecError
 from tunebench.runs import measure
 from tunebench.runs.selection import (
     Candidate,
@@ -24,6 +24,7 @@ from tunebench.runs.selection import (
     rung_fractions,
     select_lr,
 )
+from tunebench.train.budget import Budget
 
 
 def test_rungs_of_grid_and_successive_halving():

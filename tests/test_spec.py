@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import pytest
 
-from tunebench.config import Budget, ExperimentSpec, load_yaml, parse_spec
-from tunebench.errors import SpecError, UnknownNameError
-from tunebench.typed import build, coerce
+from tunebench.config import ExperimentSpec, load_yaml, parse_spec
+from tunebench.core.errors import SpecError, UnknownNameError
+from tunebench.core.typed import build, coerce
+from tunebench.train.budget import Budget
 
 
 def spec(**data) -> ExperimentSpec:

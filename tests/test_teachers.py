@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tunebench.errors import SpecError, TunebenchError, UnknownNameError, UnsupportedError
+from tunebench.core.errors import SpecError, TunebenchError, UnknownNameError, UnsupportedError
 from tunebench.tasks import build_task
 from tunebench.tasks.arithmetic import SYMBOLS, ArithmeticTask, solve
 from tunebench.teachers import TEACHERS, build_teacher

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tunebench.config import Budget
 from tunebench.models.load import load_causal_lm, load_tokenizer
+from tunebench.train.budget import Budget
 from tunebench.train.data import IGNORE, collate, encode
 from tunebench.train.loop import TrainingError, train
 from tunebench.train.loss import full_forward_loss, target_loss

@@ -5,15 +5,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from tunebench.errors import SpecError, TunebenchError
-
-
-def default_spec_path() -> Path:
-    return Path(str(resources.files("tunebench") / "experiments" / "default.yaml"))
+from tunebench.core.errors import SpecError, TunebenchError
 
 
 def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
@@ -30,7 +25,7 @@ def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
 
 def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The spec as data: the YAML file (or the built-in default), then the flags on top."""
-    from tunebench.config import load_yaml
+    from tunebench.config import default_spec_path, keep_methods, load_yaml
 
     data = load_yaml(args.spec or default_spec_path())
     if args.model:
@@ -43,8 +38,7 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         data["task"] = {**task, **_key_values(args.task_opt, "--task-opt")}
     if args.methods:
         wanted = [m.strip() for m in args.methods.split(",") if m.strip()]
-        by_name = {(m if isinstance(m, str) else m.get("name")): m for m in data.get("methods", [])}
-        data["methods"] = [by_name.get(name, name) for name in wanted]  # keep the spec's options for a method
+        data["methods"] = keep_methods(data, wanted)
     if args.seeds:
         data["seeds"] = args.seeds
     budget = dict(data.get("budget") or {})
@@ -75,12 +69,12 @@ def _estimates(args: argparse.Namespace):
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from tunebench.config import parse_spec
+    from tunebench.core.ui import console, out
     from tunebench.report import report_for_results
     from tunebench.report.formats import write_report
     from tunebench.report.terminal import render
     from tunebench.runs.runner import run_experiment
     from tunebench.train.distributed import is_main
-    from tunebench.ui import console, out
 
     data = spec_from_args(args)
     spec = parse_spec(data, source=str(args.spec or "default experiment"))
@@ -106,10 +100,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _engines(args: argparse.Namespace, spec):
     """The executor and the tracker the flags ask for (each checked before anything runs)."""
+    from tunebench.core.ui import console
     from tunebench.runs.executors import make_executor
     from tunebench.runs.tracking import make_tracker
     from tunebench.train import distributed
-    from tunebench.ui import console
 
     if distributed.launched() and args.executor != "local":
         raise SpecError(
@@ -124,11 +118,11 @@ def _engines(args: argparse.Namespace, spec):
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from tunebench.core.ui import console, out
     from tunebench.report import make_report
     from tunebench.report.formats import render as render_format
     from tunebench.report.formats import write_report
     from tunebench.report.terminal import render
-    from tunebench.ui import console, out
 
     estimates = _estimates(args)
     report = make_report(args.runs_dir, _constraints(args), estimates.columns())
@@ -150,9 +144,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from tunebench.models import MODELS, cache_dir
+    from tunebench.core.paths import cache_dir
+    from tunebench.core.ui import out
+    from tunebench.models import MODELS
     from tunebench.models.zoo import READY
-    from tunebench.ui import out
 
     table = Table(
         title="Models (also: any local Hugging Face folder, or a hub id when online)", title_justify="left"
@@ -167,8 +162,8 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from tunebench.core.ui import out
     from tunebench.models import resolve_model
-    from tunebench.ui import out
 
     for name in args.models:
         resolved = resolve_model(name)
@@ -179,9 +174,9 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 def cmd_tasks(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from tunebench.core.typed import field_names
+    from tunebench.core.ui import out
     from tunebench.tasks import TASKS
-    from tunebench.typed import field_names
-    from tunebench.ui import out
 
     table = Table(title="Tasks (a data file path also works as --task)", title_justify="left")
     for col in ("name", "summary", "options", "example"):
@@ -195,9 +190,9 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 def cmd_methods(args: argparse.Namespace) -> int:
     from rich.table import Table
 
+    from tunebench.core.typed import field_names
+    from tunebench.core.ui import out
     from tunebench.methods import METHODS
-    from tunebench.typed import field_names
-    from tunebench.ui import out
 
     table = Table(title="Methods", title_justify="left")
     for col in ("name", "updates", "access", "trains", "options", "summary"):
@@ -258,10 +253,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
+    from tunebench.core.ui import out
+    from tunebench.core.units import parse_count
     from tunebench.estimate.model import Setting
-    from tunebench.estimate.plan import parse_count, plan
+    from tunebench.estimate.plan import plan
     from tunebench.estimate.render import render, to_json
-    from tunebench.ui import out
 
     setting = Setting(
         seq_len=args.seq_len,
@@ -402,7 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import logging
     import warnings
@@ -423,11 +419,11 @@ def _quiet_libraries() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return args.func(args)
     except TunebenchError as e:
-        from tunebench.ui import console
+        from tunebench.core.ui import console
 
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         return 2

@@ -2,7 +2,7 @@
 
     python -m tunebench.estimate.calibrate [--model smollm2-135m] [--methods lora,full] [--steps 3]
 
-runs a short comparison through `tunebench compare` (tiny-llama first, then the real model), estimates
+runs a short comparison through the runner, as `tunebench compare` would (tiny-llama first, then the real model), estimates
 each run as it ran (`from_result.estimate_run`: same shapes, options, batch, measured tokens per example,
 fp32 on a CPU without bf16 matrix units) and prints estimate beside measurement as a Markdown table.
 
@@ -27,35 +27,20 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tunebench.config import default_spec_path, keep_methods, load_yaml, parse_spec
 from tunebench.estimate.costs import METHOD_COSTS
-from tunebench.estimate.devices import Device
+from tunebench.estimate.devices import CPU_DYNAMIC_SLACK, cpu_device
 from tunebench.estimate.from_result import estimate_run
-from tunebench.estimate.model import GIB
+from tunebench.methods import METHODS
+from tunebench.models import resolve_model
+from tunebench.models.load import load_causal_lm
+from tunebench.runs.runner import run_experiment
+from tunebench.train.data import Batch
+from tunebench.train.loss import target_loss
+from tunebench.train.memory import release_memory
 
 MB = 2**20
-#: The process baseline measured on the 2-core development machine (torch 2.13 CPU, transformers 5.23,
-#: PEFT 0.21): peak RSS while training tiny-llama through `tunebench compare` (see the module docstring).
-#: Used when no live measurement is at hand (the fast test, `cpu_device()` without an argument).
-CPU_BASELINE_MB = 504.0
-#: `measure_slack()` on the same machine: SmolLM2-135M, LoRA r=16, batch 8 × 16 tokens (269 MB of anonymous
-#: memory for 154 MB of saved tensors).
-CPU_DYNAMIC_SLACK = 1.74
 BASELINE_MODEL = "tiny-llama"
-
-
-def cpu_device(baseline_mb: float = CPU_BASELINE_MB, slack: float = CPU_DYNAMIC_SLACK) -> Device:
-    """This machine as a device: its RAM, the process baseline as overhead, glibc's slack, no throughput."""
-    import psutil
-
-    return Device(
-        "cpu (this machine)",
-        psutil.virtual_memory().total / GIB,
-        None,
-        None,
-        overhead_gib=baseline_mb * MB / GIB,
-        dynamic_slack=slack,
-        note="process baseline as overhead",
-    )
 
 
 def _anonymous_mb() -> float:
@@ -76,12 +61,6 @@ def measure_slack(
 
     import torch
     from peft import LoraConfig, get_peft_model
-
-    from tunebench.models import resolve_model
-    from tunebench.models.load import load_causal_lm
-    from tunebench.train.data import Batch
-    from tunebench.train.loss import target_loss
-    from tunebench.train.memory import release_memory
 
     lm = load_causal_lm(resolve_model(model), torch.device("cpu")).requires_grad_(False)
     lm = get_peft_model(
@@ -154,7 +133,6 @@ def calibration_rows(
 
 def trained_methods() -> list[str]:
     """Registered methods that train and have a cost model: what calibration can compare."""
-    from tunebench.methods import METHODS
 
     return [m for m in METHODS if m in METHOD_COSTS and METHOD_COSTS[m].trains]
 
@@ -168,12 +146,16 @@ def measure(
     where the CPU has AMX, whose cached bf16 copies of the weights it does not model (on such a CPU, in
     auto precision and with another job beside it, the adapter's measured peak was 26% above its estimate;
     in fp32 every method is within 25%)."""
-    from tunebench.cli.main import main
-
-    main(["compare", "--model", f"{BASELINE_MODEL},{model}", "--methods", ",".join(methods),
-          "--steps", str(steps), "--task-opt", f"train_size={max(48, 2 * batch)}", "--task-opt", "test_size=8",
-          "--task-opt", "dev_size=4", "--budget", f"batch_size={batch}", "--budget", "precision=fp32",
-          "--out", str(out), "--name", "calibration", "--force"])  # fmt: skip
+    data = load_yaml(default_spec_path())
+    data.update(
+        name="calibration",
+        models=[BASELINE_MODEL, model],
+        methods=keep_methods(data, methods),
+        task={**data["task"], "train_size": max(48, 2 * batch), "test_size": 8, "dev_size": 4},
+        budget={**data["budget"], "steps": steps, "batch_size": batch, "precision": "fp32"},
+        out=str(out),
+    )
+    run_experiment(parse_spec(data, source="calibration"), force=True)
     return [json.loads(p.read_text()) for p in sorted((out / "calibration").glob("*/result.json"))]
 
 

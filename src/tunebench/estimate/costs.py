@@ -22,9 +22,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunebench.errors import SpecError, UnknownNameError, did_you_mean
+from tunebench.core.errors import SpecError, UnknownNameError, did_you_mean
+from tunebench.core.typed import build, require
 from tunebench.estimate.shapes import Arch, Linear
-from tunebench.typed import build, require
 
 #: Module names users write (PEFT's, GPT-2's, BERT's) → the canonical names of `Arch.linears()`.
 MODULE_ALIASES = {

@@ -11,10 +11,21 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from tunebench.errors import SpecError, UnknownNameError, did_you_mean
+import psutil
+
+from tunebench.core.errors import SpecError, UnknownNameError, did_you_mean
 
 #: CUDA context, cuBLAS workspaces and kernels: memory the allocator's own counters never see.
 CUDA_OVERHEAD_GIB = 0.5
+_GIB = 2**30
+_MB = 2**20
+#: The process baseline measured on the 2-core development machine (torch 2.13 CPU, transformers 5.23,
+#: PEFT 0.21): peak RSS while training tiny-llama through `tunebench compare` (see calibrate.py).
+#: Used when no live measurement is at hand (the fast test, `cpu_device()` without an argument).
+CPU_BASELINE_MB = 504.0
+#: `measure_slack()` on the same machine: SmolLM2-135M, LoRA r=16, batch 8 × 16 tokens (269 MB of anonymous
+#: memory for 154 MB of saved tensors).
+CPU_DYNAMIC_SLACK = 1.74
 
 
 @dataclass(frozen=True)
@@ -116,3 +127,16 @@ def _quantity(text: str, units: dict[str, float], where: str, example: str) -> f
     if value <= 0:
         raise SpecError(f"{where} {text!r}: must be positive")
     return value
+
+
+def cpu_device(baseline_mb: float = CPU_BASELINE_MB, slack: float = CPU_DYNAMIC_SLACK) -> Device:
+    """This machine as a device: its RAM, the process baseline as overhead, glibc's slack, no throughput."""
+    return Device(
+        "cpu (this machine)",
+        psutil.virtual_memory().total / _GIB,
+        None,
+        None,
+        overhead_gib=baseline_mb * _MB / _GIB,
+        dynamic_slack=slack,
+        note="process baseline as overhead",
+    )

@@ -12,12 +12,13 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
+from tunebench.core.typed import build
 from tunebench.estimate.costs import METHOD_COSTS, method_cost
 from tunebench.estimate.devices import Device, resolve_device
 from tunebench.estimate.model import GIB, Estimate, Setting, estimate
 from tunebench.estimate.shapes import Arch, resolve_arch
-from tunebench.typed import build
+from tunebench.methods import METHODS
 
 
 def cost_options(method: str, recorded: dict[str, Any]) -> Any:
@@ -124,6 +125,5 @@ def _recorded_options(result: dict[str, Any]) -> dict[str, Any]:
 
 def _full_forward(method: str) -> bool:
     """Whether the registered method declares that its loss needs the model's whole forward pass."""
-    from tunebench.methods import METHODS
 
     return method in METHODS and bool(getattr(METHODS.get(method), "full_forward", False))

@@ -5,7 +5,7 @@ for its recommendation. This module makes them:
 
 - "est. peak": the memory model's estimate of each run as it ran here (same shapes, options, batch,
   measured tokens per example), to set beside the measured "memory" column. On a CPU the device is
-  `calibrate.cpu_device()` (the process baseline as overhead); on a GPU, the allocator's counters,
+  `devices.cpu_device()` (the process baseline as overhead); on a GPU, the allocator's counters,
   which see tensors only, so no overhead.
 - "at 7B · A100-80GB" (with `--target-model 7B --target-device A100-80GB`): the estimated peak of each
   method, with its options and batch, at the target size, and whether it fits (with gradient
@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
 from tunebench.estimate.costs import METHOD_COSTS
-from tunebench.estimate.devices import Device, resolve_device
+from tunebench.estimate.devices import Device, cpu_device, resolve_device
 from tunebench.estimate.from_result import estimate_for_result, estimate_run
 from tunebench.estimate.shapes import resolve_arch
 from tunebench.report import fmt
@@ -116,8 +116,6 @@ def _calibration_cell(entry: Entry, results: list[dict[str, Any]]) -> str | None
 
 
 def _device_of(result: dict[str, Any]) -> Device:
-    from tunebench.estimate.calibrate import cpu_device
-
     train = result.get("train") or {}
     if train.get("peak_gpu_mb") is not None:
         # torch.cuda.max_memory_allocated: tensors only, no context; memory size irrelevant to the peak

@@ -33,11 +33,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from tunebench.errors import SpecError, did_you_mean
+from tunebench.core.errors import SpecError, did_you_mean
+from tunebench.core.typed import require
 from tunebench.estimate.costs import MethodCost, method_cost, method_options
 from tunebench.estimate.devices import Device
 from tunebench.estimate.shapes import Arch
-from tunebench.typed import require
 
 GIB = 2**30
 

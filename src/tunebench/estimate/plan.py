@@ -3,25 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from typing import Any
 
-from tunebench.errors import SpecError, did_you_mean
+from tunebench.core.errors import SpecError, did_you_mean
 from tunebench.estimate.costs import METHOD_COSTS, method_cost, method_options
 from tunebench.estimate.devices import Device, resolve_device
 from tunebench.estimate.model import Estimate, Setting, estimate
 from tunebench.estimate.shapes import Arch, resolve_arch
-
-_SUFFIX = {"": 1, "k": 1e3, "m": 1e6, "b": 1e9, "g": 1e9, "t": 1e12}
-
-
-def parse_count(text: str, flag: str) -> float:
-    """'1e9', '2B', '500M', '10k' → a number of tokens."""
-    match = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kKmMbBgGtT]?)\s*", str(text))
-    if not match:
-        raise SpecError(f"{flag} {text!r}: expected a number such as 1e9, 2B or 500M")
-    return float(match.group(1)) * _SUFFIX[match.group(2).lower()]
 
 
 def split_methods(text: str) -> list[str]:

@@ -16,7 +16,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tunebench.errors import SpecError, UnknownNameError, did_you_mean
+from tunebench.core.errors import SpecError, UnknownNameError, did_you_mean
+from tunebench.core.paths import cache_dir
+from tunebench.models import MODELS
+from tunebench.models.zoo import READY, resolve_model
 
 #: model_type values whose MLP is gated (SwiGLU / GeGLU: gate, up and down projections).
 GATED_TYPES = frozenset(
@@ -357,7 +360,6 @@ def resolve_arch(spec: str, *, flag: str = "--model") -> Arch:
         return PRESETS[key]
     if "/" in spec and not spec.startswith((".", "/")):
         return _from_hub(spec, flag)
-    from tunebench.models import MODELS
 
     known = [*PRESETS, *(n for n in MODELS if n not in PRESETS)]
     raise UnknownNameError(
@@ -369,8 +371,6 @@ def resolve_arch(spec: str, *, flag: str = "--model") -> Arch:
 
 def _registered(name: str) -> Arch | None:
     """A registered model: its prepared config when prepared, else its preset, else prepare it (tiny ones)."""
-    from tunebench.models import MODELS, cache_dir
-    from tunebench.models.zoo import READY, resolve_model
 
     if name not in MODELS:
         return None

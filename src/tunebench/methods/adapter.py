@@ -6,10 +6,10 @@ from dataclasses import dataclass
 
 import torch
 
+from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.bottleneck import ACTIVATIONS, insert_adapters
 from tunebench.methods.tuning import ModelMethod, ModelOptions
-from tunebench.typed import require
 
 
 @dataclass

@@ -16,11 +16,11 @@ from typing import Any, ClassVar
 
 import torch
 
-from tunebench.config import Budget
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.registry import Registry
 from tunebench.models.zoo import ResolvedModel
-from tunebench.registry import Registry
 from tunebench.tasks.base import Splits, Task
+from tunebench.train.budget import Budget
 from tunebench.train.checkpoint import Checkpointer
 from tunebench.train.loop import TrainStats
 

@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.tuning import ModelMethod, ModelOptions
-from tunebench.typed import require
 
 
 @METHODS.register("full")

@@ -34,6 +34,7 @@ from tunebench.methods.pooling import (
     pooled_features,
     trunk_pooled,
 )
+from tunebench.methods.probe import ProbeOptions, linear_init, logistic
 from tunebench.models.load import load_causal_lm, load_tokenizer
 from tunebench.train.data import Encoded, collate, encode, encode_labelled
 from tunebench.train.device import autocast
@@ -253,7 +254,6 @@ class ClassifierHead(Head):
         frozen pooled features, its solution copied into the head. The features are the probe method's
         (same pooling, same cache), read through the trunk as prepared: adapters start as the identity,
         and virtual tokens are left out. Returns what the run records about it."""
-        from tunebench.methods.probe import ProbeOptions, linear_init, logistic
 
         inner = unwrap(method.model)
         labels = list(ctx.task.labels or [])

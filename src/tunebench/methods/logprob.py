@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context
 from tunebench.methods.prompting import PromptingMethod
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Example, Task
 from tunebench.train.device import autocast
-from tunebench.typed import require
 
 
 @dataclass

@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 import torch
 
+from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.tuning import ModelMethod, ModelOptions
-from tunebench.typed import require
 
 
 class PeftMethod(ModelMethod):

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from tunebench.models.zoo import ResolvedModel, cache_dir
+from tunebench.core.paths import cache_dir
+from tunebench.models.zoo import ResolvedModel
 from tunebench.train.data import collate, encode_labelled
 from tunebench.train.device import autocast
 

@@ -19,7 +19,8 @@ from typing import Any
 import numpy as np
 from safetensors.numpy import load_file, save_file
 
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Method, count_parameters
 from tunebench.methods.pooling import (
     POOLINGS,
@@ -35,7 +36,6 @@ from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Task
 from tunebench.train.loop import TrainStats
 from tunebench.train.memory import PeakMemory
-from tunebench.typed import require
 
 
 @dataclass

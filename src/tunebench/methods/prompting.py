@@ -14,12 +14,12 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, NoOptions, write_json
 from tunebench.methods.remote import EndpointModel
 from tunebench.methods.tuning import ModelMethod
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Example, Task
-from tunebench.typed import require
 
 
 @dataclass

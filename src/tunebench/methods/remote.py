@@ -1,6 +1,6 @@
 """A model behind an OpenAI-compatible endpoint, answering for a prompting method (zero-shot, few-shot).
 
-The models entry `openai:MODEL@URL` (teachers/endpoint.py) gives black-box access: text in, text out.
+The models entry `openai:MODEL@URL` (endpoints/client.py) gives black-box access: text in, text out.
 The prompting method renders its instruction and shots as chat turns (the chat API) or as plain text
 (the completions API, one "question = answer" per line, stopping at the end of the line), sends every
 test input as one request (concurrently, within the entry's max_concurrency), and keeps what it cost:
@@ -14,14 +14,14 @@ import statistics
 import time
 from typing import TYPE_CHECKING, Any
 
-from tunebench.models.zoo import ResolvedModel
-from tunebench.teachers.endpoint import (
+from tunebench.endpoints.client import (
     Completion,
     Endpoint,
     chat_request,
     completion_request,
     parse_endpoint_model,
 )
+from tunebench.models.zoo import ResolvedModel
 
 if TYPE_CHECKING:
     from tunebench.methods.base import Context

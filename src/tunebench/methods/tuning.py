@@ -15,14 +15,14 @@ from typing import Any, ClassVar
 import torch
 from safetensors.torch import load_file, save_file
 
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.typed import require
 from tunebench.methods.base import Context, Method, count_parameters
 from tunebench.methods.heads import ClassifierHead, GenerativeHead, Head
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Task
 from tunebench.train.device import autocast
 from tunebench.train.loop import TrainStats, train
-from tunebench.typed import require
 
 TRAINED = "trained.safetensors"
 #: A new classification head's default learning rate is never below this (see ModelOptions.head_lr).

@@ -1,5 +1,5 @@
 """The model zoo: packaged offline models, hub ids and local folders, tiny random models for tests."""
 
-from tunebench.models.zoo import MODELS, ModelEntry, ResolvedModel, cache_dir, resolve_model
+from tunebench.models.zoo import MODELS, ModelEntry, ResolvedModel, resolve_model
 
-__all__ = ["MODELS", "ModelEntry", "ResolvedModel", "cache_dir", "resolve_model"]
+__all__ = ["MODELS", "ModelEntry", "ResolvedModel", "resolve_model"]

@@ -11,7 +11,7 @@ import importlib.util
 import shutil
 from pathlib import Path
 
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
 from tunebench.models.zoo import MODELS, ModelEntry
 
 

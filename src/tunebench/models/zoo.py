@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,9 +19,11 @@ from pathlib import Path
 
 from filelock import FileLock
 
-from tunebench.errors import TunebenchError, UnknownNameError, did_you_mean
-from tunebench.registry import Registry
-from tunebench.ui import console
+from tunebench.core.errors import TunebenchError, UnknownNameError, did_you_mean
+from tunebench.core.paths import cache_dir
+from tunebench.core.registry import Registry
+from tunebench.core.ui import console
+from tunebench.endpoints.client import parse_endpoint_model
 
 READY = ".tunebench-ready"
 
@@ -54,18 +57,10 @@ class ResolvedModel:
 MODELS: Registry[ModelEntry] = Registry("model")
 
 
-def cache_dir() -> Path:
-    """Root of tunebench's caches: $TUNEBENCH_CACHE, else ~/.cache/tunebench."""
-    root = os.environ.get("TUNEBENCH_CACHE") or Path.home() / ".cache" / "tunebench"
-    return Path(root)
-
-
 def resolve_model(name: str) -> ResolvedModel:
     """A registered model (prepared on first use), a local folder, a hub id, or `openai:MODEL@URL`."""
     if name.startswith("openai:"):
-        from tunebench.teachers.endpoint import resolve_endpoint_model
-
-        return resolve_endpoint_model(name)
+        return _endpoint_model(name)
     if name in MODELS:
         entry = MODELS.get(name)
         return ResolvedModel(name, str(prepare(name, entry)), entry.kind)
@@ -166,3 +161,10 @@ def _resolve_hub(name: str) -> ResolvedModel:
 
 # Registration of the packaged and tiny models lives beside their builders.
 from tunebench.models import packaged, tiny  # noqa: E402,F401
+
+
+def _endpoint_model(entry: str) -> ResolvedModel:
+    """A model behind an OpenAI-compatible endpoint: black-box access, its name made from the model's."""
+    connection = parse_endpoint_model(entry)
+    name = "openai-" + re.sub(r"[^A-Za-z0-9._+-]", "-", connection.model)
+    return ResolvedModel(name=name, path=entry, kind="endpoint", access="black box")

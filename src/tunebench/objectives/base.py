@@ -12,8 +12,8 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tunebench.errors import UnsupportedError
-from tunebench.registry import Registry
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.registry import Registry
 
 if TYPE_CHECKING:
     from tunebench.methods.base import Context

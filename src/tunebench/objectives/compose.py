@@ -12,7 +12,7 @@ import dataclasses
 import functools
 from typing import Any
 
-from tunebench.errors import SpecError, UnknownNameError, did_you_mean
+from tunebench.core.errors import SpecError, UnknownNameError, did_you_mean
 from tunebench.objectives.base import OBJECTIVES, Objective
 
 SEPARATOR = "+"
@@ -109,7 +109,7 @@ def _compose(base: type, objective: type[Objective]) -> type:
             self.objective = objective(self.options)
 
         def check(self, task, model) -> None:
-            from tunebench.errors import UnsupportedError
+            from tunebench.core.errors import UnsupportedError
             from tunebench.methods.heads import GenerativeHead
 
             super().check(task, model)

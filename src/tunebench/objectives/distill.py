@@ -14,11 +14,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from tunebench.errors import SpecError, UnknownNameError
+from tunebench.core import store
+from tunebench.core.errors import SpecError, UnknownNameError
+from tunebench.core.typed import build, require
 from tunebench.objectives.base import OBJECTIVES, Objective
 from tunebench.objectives.sft import supervised
-from tunebench.runs import store
-from tunebench.typed import build, require
+from tunebench.teachers import TEACHERS, build_teacher
 
 if TYPE_CHECKING:
     from tunebench.methods.base import Context
@@ -42,8 +43,6 @@ class DistillOptions:
     """Generation length of the trained model; 0: long enough for the longest training target."""
 
     def check(self, where: str) -> None:
-        from tunebench.teachers import TEACHERS
-
         try:
             cls = TEACHERS.get(self.teacher)
         except UnknownNameError as e:
@@ -61,8 +60,6 @@ class Distill(Objective):
         self.longest_target = 0
 
     def fit(self, method: ModelMethod, ctx: Context) -> TrainStats:
-        from tunebench.teachers import build_teacher
-
         teacher = build_teacher(self.options.teacher, self.options.teacher_options, "teacher_options")
         examples = ctx.splits.train
         start = time.perf_counter()

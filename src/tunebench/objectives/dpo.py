@@ -20,14 +20,16 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from tunebench.errors import SpecError, UnknownNameError, UnsupportedError
+from tunebench.core import store
+from tunebench.core.errors import SpecError, UnknownNameError, UnsupportedError
+from tunebench.core.typed import require
+from tunebench.models.load import load_causal_lm
 from tunebench.objectives.base import OBJECTIVES, Objective
 from tunebench.objectives.pairs import Pair, pairs_from_samples, read_pairs
 from tunebench.objectives.sft import WarmStartOptions, combine, phase, warm_start
 from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
-from tunebench.runs import store
+from tunebench.teachers import TEACHERS, build_teacher
 from tunebench.train.loop import total_steps
-from tunebench.typed import require
 
 if TYPE_CHECKING:
     from tunebench.methods.base import Context
@@ -85,8 +87,6 @@ class DpoOptions(WarmStartOptions):
 
             require(Path(self.pairs).exists(), f"{where}.pairs", f"no such file: {self.pairs}")
         if self.chosen == "teacher":
-            from tunebench.teachers import TEACHERS
-
             try:
                 TEACHERS.get(self.teacher)
             except UnknownNameError as e:
@@ -147,7 +147,6 @@ class Dpo(Objective):
     def _chosen(self, ctx: Context, examples: list) -> list[str]:
         if self.options.chosen == "gold":
             return [e.target for e in examples]
-        from tunebench.teachers import build_teacher
 
         outputs = build_teacher(self.options.teacher).teach(
             ctx.task, [e.input for e in examples], explain=False
@@ -220,8 +219,6 @@ class Dpo(Objective):
 
 
 def _load_base(method: ModelMethod, ctx: Context) -> Any:
-    from tunebench.models.load import load_causal_lm
-
     return load_causal_lm(ctx.model, ctx.device).eval()
 
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from tunebench.errors import DataError
+from tunebench.core.errors import DataError
 
 if TYPE_CHECKING:
     from tunebench.methods.base import Context

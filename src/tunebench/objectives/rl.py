@@ -14,19 +14,20 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.typed import require
+from tunebench.models import resolve_model
 from tunebench.objectives.base import OBJECTIVES, Objective
 from tunebench.objectives.sft import WarmStartOptions, combine, phase, warm_start
 from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
 from tunebench.train.loop import total_steps
-from tunebench.typed import require
 
 if TYPE_CHECKING:
-    from tunebench.config import Budget
     from tunebench.methods.base import Context
     from tunebench.methods.tuning import ModelMethod
     from tunebench.models.zoo import ResolvedModel
     from tunebench.tasks.base import Task
+    from tunebench.train.budget import Budget
     from tunebench.train.loop import TrainStats
 
 RL_METRICS = ("reward", "reward_std", "frac_reward_zero_std", "completions/mean_length", "kl")
@@ -142,8 +143,6 @@ class Rl(Objective):
         if not self.options.reward_model:
             return answer_reward(task), None
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-        from tunebench.models import resolve_model
 
         path = resolve_model(self.options.reward_model).path
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)

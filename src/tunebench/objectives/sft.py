@@ -7,14 +7,14 @@ import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from tunebench.core.typed import require
 from tunebench.train.data import encode
 from tunebench.train.loop import TrainStats, train
-from tunebench.typed import require
 
 if TYPE_CHECKING:
-    from tunebench.config import Budget
     from tunebench.methods.base import Context
     from tunebench.methods.tuning import ModelMethod
+    from tunebench.train.budget import Budget
 
 
 def supervised(

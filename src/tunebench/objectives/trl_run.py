@@ -21,8 +21,8 @@ from tunebench.train.memory import PeakMemory, release_memory
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
-    from tunebench.config import Budget
     from tunebench.methods.base import Context
+    from tunebench.train.budget import Budget
 
 
 @contextmanager

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tunebench.core import store
 from tunebench.report.data import Column, ReportData, build_report
 from tunebench.report.load import load_results, load_runs
 from tunebench.report.recommend import Constraints
-from tunebench.runs import store
 
 
 def make_report(

@@ -10,9 +10,9 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from tunebench.core import store
 from tunebench.report import html, svg
 from tunebench.report.data import ReportData
-from tunebench.runs import store
 
 #: The page's chart rules (report.html.j2), colour variables resolved.
 STYLE = """

@@ -12,6 +12,7 @@ from typing import Any
 
 from tunebench.report import fmt
 from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData
+from tunebench.report.html import render as render_html
 from tunebench.report.table import Entry
 
 FORMATS = ("html", "md", "csv", "json")
@@ -166,8 +167,6 @@ def _sentence(text: str) -> str:
 
 def render(data: ReportData, format: str) -> str:
     if format == "html":
-        from tunebench.report.html import render as render_html
-
         return render_html(data)
     return {"md": to_markdown, "csv": to_csv, "json": to_json}[format](data)
 

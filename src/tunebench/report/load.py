@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunebench.errors import TunebenchError
-from tunebench.runs import store
+from tunebench.core import store
+from tunebench.core.errors import TunebenchError
 
 
 class ReportError(TunebenchError):

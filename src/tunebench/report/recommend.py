@@ -9,10 +9,9 @@ less than the test set can detect, and when one of them was still improving at t
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
-from tunebench.errors import SpecError
+from tunebench.core.units import MS_UNITS, TIME_UNITS, parse_memory, parse_number, parse_params
 from tunebench.report import fmt, stats
 from tunebench.report.table import Entry
 
@@ -55,45 +54,6 @@ class Constraints:
         return out
 
 
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgt]?)(i?b?)\s*$", re.IGNORECASE)
-_MEM_UNITS = {"": 1.0, "k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0**2}
-_COUNT_UNITS = {"": 1.0, "k": 1e3, "m": 1e6, "g": 1e9, "b": 1e9}
-_TIME_UNITS = {"": 1.0, "s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
-_MS_UNITS = {"": 1.0, "ms": 1.0, "s": 1000.0}
-
-
-def parse_memory(text: str, flag: str = "--max-memory") -> float:
-    """'4GB', '4g', '512MB', '512' (MB) → megabytes."""
-    m = _SIZE.match(str(text))
-    if not m:
-        raise SpecError(f"{flag} {text!r}: expected a size such as 4GB or 512MB (a bare number is MB)")
-    return float(m.group(1)) * _MEM_UNITS[m.group(2).lower()]
-
-
-def parse_params(text: str, flag: str = "--max-trainable-params") -> tuple[float | None, float | None]:
-    """'1M', '250k', '2e6' → (count, None); '1%' → (None, percent of the model's parameters)."""
-    t = str(text).strip()
-    if t.endswith("%"):
-        try:
-            return None, float(t[:-1])
-        except ValueError:
-            pass
-    else:
-        m = re.match(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmgb]?)$", t, re.IGNORECASE)
-        if m:
-            return float(m.group(1)) * _COUNT_UNITS[m.group(2).lower()], None
-    raise SpecError(f"{flag} {text!r}: expected a count such as 1M or 250k, or a share such as 1%")
-
-
-def parse_number(text: str, flag: str, units: dict[str, float] | None = None) -> float:
-    m = re.match(r"^([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([a-z]*)$", str(text).strip(), re.IGNORECASE)
-    unit = m.group(2).lower() if m else None
-    if not m or unit not in (units or {"": 1.0}):
-        hint = f" (units: {', '.join(u for u in units if u)})" if units else ""
-        raise SpecError(f"{flag} {text!r}: expected a non-negative number{hint}")
-    return float(m.group(1)) * (units or {"": 1.0})[unit]
-
-
 def parse_constraints(
     max_memory: str | None = None,
     max_trainable_params: str | None = None,
@@ -108,10 +68,10 @@ def parse_constraints(
         c.max_trainable_params, c.max_trainable_pct = parse_params(max_trainable_params)
         c.shown["--max-trainable-params"] = str(max_trainable_params)
     if max_latency_ms is not None:
-        c.max_latency_ms = parse_number(max_latency_ms, "--max-latency-ms", _MS_UNITS)
+        c.max_latency_ms = parse_number(max_latency_ms, "--max-latency-ms", MS_UNITS)
         c.shown["--max-latency-ms"] = fmt.ms(c.max_latency_ms)
     if max_train_seconds is not None:
-        c.max_train_seconds = parse_number(max_train_seconds, "--max-train-seconds", _TIME_UNITS)
+        c.max_train_seconds = parse_number(max_train_seconds, "--max-train-seconds", TIME_UNITS)
         c.shown["--max-train-seconds"] = str(max_train_seconds)
     return c
 

@@ -16,9 +16,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from tunebench.config import Budget
 from tunebench.methods import Context, Method
 from tunebench.runs import measure
+from tunebench.train.budget import Budget
 
 
 class DevCurve:

@@ -22,16 +22,17 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import tunebench
 from tunebench.config import ExperimentSpec, MethodSpec, Resources
-from tunebench.errors import SpecError, TunebenchError
+from tunebench.core import store
+from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
+from tunebench.core.ui import console
 from tunebench.models import ResolvedModel
-from tunebench.runs import store
 from tunebench.runs.progress import RunProgress
 from tunebench.runs.record import base_record
 from tunebench.runs.runner import Cell, _with_selected_lr, cell_config, needs_lr_search, run_cell
 from tunebench.tasks import Splits, Task
 from tunebench.train import distributed
-from tunebench.ui import console
 
 EXECUTORS = ("local", "ray")
 
@@ -84,7 +85,6 @@ def make_executor(name: str, ray_address: str | None = None) -> Executor:
         return LocalExecutor()
     if name == "ray":
         return RayExecutor(ray_address)
-    from tunebench.errors import did_you_mean
 
     raise SpecError(
         f"--executor {name!r}: unknown executor.{did_you_mean(name, EXECUTORS)} Known: local, ray"
@@ -258,7 +258,6 @@ class RayExecutor:
         ray = self.ray
         if ray.is_initialized():
             return
-        import tunebench
 
         source = str(Path(tunebench.__file__).resolve().parents[1])
         if self.address:

@@ -23,8 +23,11 @@ from typing import Any
 
 import torch
 
+from tunebench.core import store
+from tunebench.core.paths import cache_dir
+from tunebench.evaluate.generate import generate
 from tunebench.methods import Context, Method
-from tunebench.runs import store
+from tunebench.models.load import load_causal_lm, load_tokenizer
 from tunebench.train.device import autocast
 
 #: Examples timed one at a time for the latency figure, at most; timing stops earlier once
@@ -113,7 +116,6 @@ def _reference_key(ctx: Context) -> str:
 
 def reference_path(ctx: Context) -> Path:
     """Where the drift reference of this model is cached: beside the models, shared by every experiment."""
-    from tunebench.models import cache_dir
 
     key = hashlib.sha256(str(ctx.model.path).encode()).hexdigest()[:10]
     return cache_dir() / "drift" / f"{ctx.model.name.replace('/', '--')}-{key}.json"
@@ -125,8 +127,6 @@ def drift_reference(ctx: Context, path: Path | None = None) -> dict[str, Any]:
     The cache is keyed by the model's path and the prompts; the base NLL also by device and precision,
     because bf16 and fp32 give NLLs that differ by more than a small drift.
     """
-    from tunebench.evaluate.generate import generate
-    from tunebench.models.load import load_causal_lm, load_tokenizer
 
     path = path or reference_path(ctx)
 

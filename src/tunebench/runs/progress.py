@@ -14,7 +14,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from tunebench.ui import console, interactive
+from tunebench.core.ui import console, interactive
 
 
 class RunProgress:

@@ -24,13 +24,15 @@ from typing import TYPE_CHECKING, Any
 import torch
 import yaml
 
-from tunebench.config import Budget, ExperimentSpec, MethodSpec
-from tunebench.errors import SpecError, StoreError
+from tunebench.config import ExperimentSpec, MethodSpec
+from tunebench.core import store
+from tunebench.core.errors import SpecError, StoreError
+from tunebench.core.ui import console
 from tunebench.methods import Context, Method
 from tunebench.methods.base import require_access
 from tunebench.models import ResolvedModel, resolve_model
 from tunebench.objectives import method_class
-from tunebench.runs import measure, store
+from tunebench.runs import measure
 from tunebench.runs.devcurve import DevCurve
 from tunebench.runs.progress import RunProgress
 from tunebench.runs.record import base_record
@@ -38,11 +40,11 @@ from tunebench.runs.selection import Candidate, final_loss, select_lr
 from tunebench.tasks import Splits, Task, build_task
 from tunebench.tasks.metrics import bootstrap_ci
 from tunebench.train import distributed
+from tunebench.train.budget import Budget
 from tunebench.train.checkpoint import Checkpointer
 from tunebench.train.convergence import convergence
 from tunebench.train.device import pick_device, use_bf16
 from tunebench.train.memory import PeakMemory, release_memory
-from tunebench.ui import console
 
 if TYPE_CHECKING:
     from tunebench.runs.executors import Executor

@@ -38,7 +38,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from tunebench.config import Budget
+from tunebench.train.budget import Budget
 
 
 @dataclass

@@ -24,9 +24,9 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from tunebench.errors import SpecError, TunebenchError
-from tunebench.runs import store
-from tunebench.ui import console
+from tunebench.core import store
+from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
+from tunebench.core.ui import console
 
 TRACKERS = ("none", "mlflow")
 
@@ -42,8 +42,6 @@ def make_tracker(name: str, uri: str | None, exp_dir: Path, experiment: str) -> 
             raise SpecError("--tracking-uri is given but --tracker is none; add --tracker mlflow")
         return None
     if name != "mlflow":
-        from tunebench.errors import did_you_mean
-
         raise SpecError(
             f"--tracker {name!r}: unknown tracker.{did_you_mean(name, TRACKERS)} Known: none, mlflow"
         )

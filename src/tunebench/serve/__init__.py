@@ -18,7 +18,7 @@ def serve(options: ServeOptions) -> None:
     try:
         from tunebench.serve.server import serve as run
     except ImportError as e:
-        from tunebench.errors import TunebenchError
+        from tunebench.core.errors import TunebenchError
 
         raise TunebenchError(
             f"tunebench serve needs {e.name or 'its web stack'}: pip install 'tunebench[serve]'"

@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
 
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
 from tunebench.serve import protocol as wire
 from tunebench.serve.catalog import Catalog, CatalogError
 from tunebench.serve.engine import Busy, Engine, Job, Route

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
+from tunebench.core.store import ARTIFACT, RESULT, read_result
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
@@ -137,7 +138,6 @@ def read_prompt(path: Path) -> dict[str, Any]:
 
 def _run_record(artifact: Path) -> dict[str, Any] | None:
     """The result.json of the run that wrote `artifact` (its parent folder), when there is one."""
-    from tunebench.runs.store import RESULT, read_result
 
     result = artifact.parent / RESULT
     if not result.exists():
@@ -157,7 +157,6 @@ class Discovery:
 
 def discover_runs(root: Path) -> Discovery:
     """Finished runs under `root` (a run store or one experiment in it), named by their run folder."""
-    from tunebench.runs.store import ARTIFACT, RESULT, read_result
 
     out = Discovery()
     results = sorted({*root.glob(f"*/{RESULT}"), *root.glob(f"*/*/{RESULT}")})

@@ -10,7 +10,8 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tunebench.errors import SpecError
+from tunebench.core.errors import SpecError
+from tunebench.serve.artifacts import check_name
 
 #: How batches are formed. "mixed": requests for different LoRA-family adapters share one batch (PEFT's
 #: `adapter_names`); "per-adapter": one adapter per batch, switching the active adapter between batches
@@ -106,7 +107,6 @@ class ServeOptions:
 
 def parse_adapter_flags(pairs: list[str]) -> dict[str, Path]:
     """`NAME=PATH` flags → {name: path}, refusing duplicates, bad names and missing folders."""
-    from tunebench.serve.artifacts import check_name
 
     adapters: dict[str, Path] = {}
     for pair in pairs:

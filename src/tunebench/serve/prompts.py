@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tunebench.errors import TunebenchError
+from tunebench.core.errors import TunebenchError
 from tunebench.serve.artifacts import Artifact, ArtifactError, read_prompt
+from tunebench.tasks import build_task
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,6 @@ def _task(artifact: Artifact):
     task_config = (artifact.run.get("config") or {}).get("task")
     if not task_config:
         return None
-    from tunebench.tasks import build_task
 
     recorded = {"name", "registered_as", "data_fingerprint", "sizes"}
     options = {k: v for k, v in task_config.items() if k not in recorded}

@@ -9,11 +9,14 @@ import threading
 import time
 from dataclasses import dataclass
 
+from tunebench.core.errors import UnsupportedError
+from tunebench.models import resolve_model
 from tunebench.serve.app import create_app
 from tunebench.serve.catalog import Catalog
 from tunebench.serve.engine import Engine
 from tunebench.serve.lanes import Loader
 from tunebench.serve.options import ServeOptions, is_loopback
+from tunebench.train.device import pick_device, use_bf16
 
 log = logging.getLogger("tunebench.serve")
 
@@ -29,10 +32,6 @@ class Built:
 def build(options: ServeOptions) -> Built:
     """Load the base model and every artifact, start the engine's thread, and make the app."""
     import torch
-
-    from tunebench.errors import UnsupportedError
-    from tunebench.models import resolve_model
-    from tunebench.train.device import pick_device, use_bf16
 
     options.check()
     base = resolve_model(options.model)

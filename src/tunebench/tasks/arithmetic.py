@@ -12,8 +12,8 @@ import random
 import re
 from dataclasses import dataclass
 
+from tunebench.core.typed import require
 from tunebench.tasks.base import TASKS, Example, Splits, Task, TaskEntry
-from tunebench.typed import require
 
 SYMBOLS = {"add": "+", "sub": "-", "mul": "*", "div": "/"}
 _NUMBER = re.compile(r"-?\d+(?:\s*R\s*\d+)?")

@@ -8,9 +8,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from tunebench.registry import Registry
+from tunebench.core.registry import Registry
+from tunebench.core.typed import build
 from tunebench.tasks.metrics import Scores, score_classification, score_exact_match
-from tunebench.typed import build
 
 Kind = Literal["generation", "classification"]
 

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunebench.errors import DataError, did_you_mean
+from tunebench.core.errors import DataError, did_you_mean
+from tunebench.core.typed import require
+from tunebench.core.ui import console
 from tunebench.tasks.base import TASKS, Example, Splits, Task, TaskEntry
-from tunebench.typed import require
-from tunebench.ui import console
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 

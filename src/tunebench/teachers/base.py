@@ -16,8 +16,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tunebench.registry import Registry
-from tunebench.typed import build
+from tunebench.core.registry import Registry
+from tunebench.core.typed import build
 
 if TYPE_CHECKING:
     from tunebench.tasks.base import Task

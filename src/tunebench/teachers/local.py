@@ -10,7 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
+from tunebench.core.typed import require
+from tunebench.evaluate.generate import generate
+from tunebench.models.load import load_causal_lm, load_tokenizer
+from tunebench.models.zoo import resolve_model
 from tunebench.tasks.base import Task
 from tunebench.teachers.base import TEACHERS, Teacher, TeacherOutput
 from tunebench.teachers.templates import (
@@ -20,7 +24,7 @@ from tunebench.teachers.templates import (
     read_answer,
     render,
 )
-from tunebench.typed import require
+from tunebench.train.device import pick_device, use_bf16
 
 #: Room for a step-by-step explanation (an answer alone gets the task's own `max_new_tokens`).
 EXPLAIN_NEW_TOKENS = 256
@@ -79,10 +83,6 @@ class LocalTeacher(Teacher):
 
     def _load(self) -> dict[str, Any]:
         if self._loaded is None:
-            from tunebench.models.load import load_causal_lm, load_tokenizer
-            from tunebench.models.zoo import resolve_model
-            from tunebench.train.device import pick_device, use_bf16
-
             resolved = resolve_model(self.options.model)
             if resolved.kind != "decoder":
                 raise UnsupportedError(
@@ -122,8 +122,6 @@ class LocalTeacher(Teacher):
         ]
 
     def teach(self, task: Task, inputs: list[str], *, explain: bool) -> list[TeacherOutput]:
-        from tunebench.evaluate.generate import generate
-
         loaded = self._load()
         outputs = generate(
             loaded["model"],

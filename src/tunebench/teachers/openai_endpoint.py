@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tunebench.core.typed import require
+from tunebench.endpoints.client import ConnectionOptions, Endpoint, chat_request, completion_request
 from tunebench.tasks.base import Task
 from tunebench.teachers.base import TEACHERS, Teacher, TeacherOutput
-from tunebench.teachers.endpoint import ConnectionOptions, Endpoint, chat_request, completion_request
 from tunebench.teachers.templates import (
     ANSWER_TEMPLATE,
     EXPLAIN_TEMPLATE,
@@ -19,7 +20,6 @@ from tunebench.teachers.templates import (
     read_answer,
     render,
 )
-from tunebench.typed import require
 
 #: Room for a step-by-step explanation; a short answer gets twice the task's answer length (at least 32).
 EXPLAIN_MAX_TOKENS = 512

@@ -7,7 +7,7 @@ target of inputs found in their splits; they cannot explain, and asking them to 
 
 from __future__ import annotations
 
-from tunebench.errors import UnsupportedError
+from tunebench.core.errors import UnsupportedError
 from tunebench.tasks.base import Task
 from tunebench.teachers.base import TEACHERS, Teacher, TeacherOutput
 

@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 import string
 
-from tunebench.errors import SpecError, did_you_mean
+from tunebench.core.errors import SpecError, did_you_mean
+from tunebench.core.typed import require
 from tunebench.tasks.base import Task
-from tunebench.typed import require
 
 PLACEHOLDERS = ("input", "prompt", "instruction")
 

@@ -7,10 +7,10 @@ from functools import cache
 
 import torch
 
+from tunebench.train import distributed
+
 
 def pick_device() -> torch.device:
-    from tunebench.train import distributed
-
     if distributed.launched():  # one of several processes: its own GPU (cuda:LOCAL_RANK), or the CPU
         return distributed.device()
     return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")

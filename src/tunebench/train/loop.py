@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tunebench.config import Budget
 from tunebench.train import distributed
+from tunebench.train.budget import Budget
 from tunebench.train.checkpoint import Checkpointer
 from tunebench.train.data import Batch, Encoded, batch_stream
 from tunebench.train.device import autocast

@@ -22,9 +22,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from tunebench.errors import TunebenchError
-from tunebench.teachers.cache import ResponseCache, request_key
-from tunebench.typed import require
+from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
+from tunebench.core.typed import build, require
+from tunebench.endpoints.cache import ResponseCache, request_key
 
 BASE_URL_ENV = ("TUNEBENCH_TEACHER_BASE_URL", "OPENAI_BASE_URL")
 MODEL_ENV = ("TUNEBENCH_TEACHER_MODEL",)
@@ -273,8 +273,6 @@ def parse_endpoint_model(entry: str) -> ConnectionOptions:
     max_concurrency, max_retries, backoff, timeout, api_key_env. A contestant's answers are not cached:
     each run measures the endpoint (a finished run is kept by the run store and not redone anyway).
     """
-    from tunebench.errors import SpecError, did_you_mean
-    from tunebench.typed import build
 
     where = f"model {entry!r}"
     body = entry[len(ENDPOINT_PREFIX) :]
@@ -294,14 +292,3 @@ def parse_endpoint_model(entry: str) -> ConnectionOptions:
             )
         options[key] = value
     return build(ConnectionOptions, {**options, "base_url": url, "model": model, "cache": False}, where)
-
-
-def resolve_endpoint_model(entry: str):
-    """A ResolvedModel for an endpoint: black-box access, its name made from the model's."""
-    import re
-
-    from tunebench.models.zoo import ResolvedModel
-
-    connection = parse_endpoint_model(entry)
-    name = "openai-" + re.sub(r"[^A-Za-z0-9._+-]", "-", connection.model)
-    return ResolvedModel(name=name, path=entry, kind="endpoint", access="black box")

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tunebench.models.zoo import cache_dir
+from tunebench.core.paths import cache_dir
 
 
 def default_root() -> Path:

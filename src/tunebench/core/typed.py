@@ -12,7 +12,7 @@ import types
 import typing
 from typing import Any, TypeVar, get_args, get_origin
 
-from tunebench.errors import SpecError, did_you_mean
+from tunebench.core.errors import SpecError, did_you_mean
 
 T = TypeVar("T")
 

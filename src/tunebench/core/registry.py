@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
-from tunebench.errors import UnknownNameError, did_you_mean
+from tunebench.core.errors import UnknownNameError, did_you_mean
 
 T = TypeVar("T")
 

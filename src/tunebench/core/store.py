@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tunebench.errors import StoreError, TunebenchError
+from tunebench.core.errors import StoreError, TunebenchError
 
 RESULT = "result.json"
 CONFIG = "config.json"
