@@ -31,9 +31,9 @@ def main() -> None:
     from tunebench.cli.main import quiet_libraries
     from tunebench.config import load_yaml, parse_spec
     from tunebench.models import resolve_model
-    from tunebench.runs.progress import RunProgress
-    from tunebench.runs.runner import Cell, needs_lr_search, select_for_cell
-    from tunebench.tasks import build_task
+    from tunebench.runs.grid import Cell, needs_lr_search
+    from tunebench.runs.runner import build_grid
+    from tunebench.runs.selection import select_for_cell
 
     quiet_libraries()
     data = load_yaml(args.spec)
@@ -52,13 +52,12 @@ def main() -> None:
         # already trained (cached under its folder) are reused; the other search gets a folder of its own
         name = data["name"] if search == own else f"{data['name']}-{search}"
         spec = parse_spec({**data, "name": name}, source=args.spec)
-        task = build_task(spec.task.name, spec.task.options)
-        splits = task.splits()
+        grid = build_grid(spec)
         for method in (m for m in spec.methods if needs_lr_search(m)):
             method = dataclasses.replace(method, budget=dataclasses.replace(method.budget, lr_search=search))
             for model in spec.models:
                 cell = Cell(resolve_model(model), method, spec.seeds[0])
-                sel = select_for_cell(cell, spec, task, splits, progress=RunProgress())
+                sel = select_for_cell(cell, grid)
                 rows.append((method.name, model, search, sel))
     for name, model, search, sel in rows:
         steps = sum(c["steps"] for c in sel["candidates"])

@@ -242,7 +242,7 @@ def test_disk_full_while_writing_the_result(tmp_path, capsys, monkeypatch):
 def test_disk_full_while_checkpointing_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
     from tunebench.train import checkpoint
 
-    real = checkpoint._fsync
+    real = checkpoint.fsync_file
     calls = []
 
     def fsync(path):  # the first checkpoint is written, the second meets a full disk
@@ -251,7 +251,7 @@ def test_disk_full_while_checkpointing_keeps_the_last_checkpoint(tmp_path, capsy
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path))
         real(path)
 
-    monkeypatch.setattr(checkpoint, "_fsync", fsync)
+    monkeypatch.setattr(checkpoint, "fsync_file", fsync)
     flags = ["compare", "--model", "tiny-llama", "--methods", "lora", *ARITH, "--steps", "6"]
     flags += [
         "--budget",
@@ -269,7 +269,7 @@ def test_disk_full_while_checkpointing_keeps_the_last_checkpoint(tmp_path, capsy
     run = tmp_path / "ck" / "tiny-llama--lora--s0"
     assert json.loads((run / "checkpoint" / "meta.json").read_text())["step"] == 2
     assert not (run / "result.json").exists() and not list(run.glob("checkpoint.tmp-*"))
-    monkeypatch.setattr(checkpoint, "_fsync", real)  # space freed: the same command resumes
+    monkeypatch.setattr(checkpoint, "fsync_file", real)  # space freed: the same command resumes
     assert main(flags) == 0
     result = json.loads((run / "result.json").read_text())
     assert result["status"] == "ok" and result["train"]["resumed_from"] == 2

@@ -40,10 +40,12 @@ def _run(tmp_path, methods):
 def test_a_composed_entry_carries_both_option_sets(tmp_path):
     spec = _spec(tmp_path, [{"name": "lora+dpo", "r": 4, "beta": 0.3}, "full+distill:orca"])
     lora_dpo, full_orca = spec.methods
-    assert (lora_dpo.options.r, lora_dpo.options.beta) == (4, 0.3)
-    assert full_orca.options.teacher == "oracle"
-    cls = method_class("lora+dpo")
-    assert cls.trains and cls.name == "lora+dpo" and cls.updates == method_class("lora").updates
+    assert (lora_dpo.options.r, lora_dpo.objective_options.beta) == (4, 0.3)
+    assert full_orca.objective_options.teacher == "oracle"
+    assert lora_dpo.all_options()["beta"] == 0.3 and lora_dpo.trains
+    method = lora_dpo.make()  # LoRA itself, holding the objective its fit hands over to
+    assert type(method) is method_class("lora") and method.objective.name == "dpo"
+    assert method.objective.options.beta == 0.3
 
 
 @pytest.mark.parametrize(
@@ -84,6 +86,7 @@ def test_composed_options_survive_pickling(tmp_path):
     (method,) = _spec(tmp_path, [{"name": "lora+dpo", "beta": 0.3, "r": 4}]).methods
     again = pickle.loads(pickle.dumps(method))
     assert again.options == method.options and type(again.options) is type(method.options)
+    assert again.objective_options == method.objective_options
 
 
 def test_run_folder_names_stay_safe():
@@ -161,7 +164,7 @@ def test_orca_reads_the_final_answer_and_generates_longer():
     task = build_task(
         "arithmetic", {"op": "mul", "digits": 2, "train_size": 4, "dev_size": 1, "test_size": 1}
     )
-    orca = DistillOrca(method_class("lora+distill:orca").Options())
+    orca = DistillOrca(DistillOrca.Options())
     assert orca.final_answer(f"12 * 3 = 36 hmm\n{FINAL} 36") == "36"
     assert orca.final_answer("no marker 42") == "no marker 42"
     orca.longest_target = 40

@@ -270,7 +270,7 @@ def test_same_spec_and_seed_give_the_same_results(tmp_path):
     ],
 )
 def test_a_failed_run_is_recorded_kept_apart_and_the_grid_goes_on(tmp_path, monkeypatch, failure, reason):
-    real_step = loop._step
+    real_step = loop.accumulate_step
     calls = {"lora": 0}
 
     def failing_step(model, *args):
@@ -282,7 +282,7 @@ def test_a_failed_run_is_recorded_kept_apart_and_the_grid_goes_on(tmp_path, monk
                 raise failure
         return real_step(model, *args)
 
-    monkeypatch.setattr(loop, "_step", failing_step)
+    monkeypatch.setattr(loop, "accumulate_step", failing_step)
     flags = [*SMALL, "--methods", "lora,full", "--budget", "checkpoint_every=1", "--out", str(tmp_path)]
     assert main([*flags, "--name", "fail"]) == 1
     exp = tmp_path / "fail"
@@ -297,7 +297,7 @@ def test_a_failed_run_is_recorded_kept_apart_and_the_grid_goes_on(tmp_path, monk
     assert json.loads((exp / "tiny-llama--full--s0" / "result.json").read_text())["status"] == "ok"
 
     # the next attempt redoes the failed run from the start; the failed attempt's files stay apart
-    monkeypatch.setattr(loop, "_step", real_step)
+    monkeypatch.setattr(loop, "accumulate_step", real_step)
     assert main([*flags, "--name", "fail"]) == 0
     again = json.loads((exp / LORA / "result.json").read_text())
     assert again["status"] == "ok" and again["train"]["resumed_from"] is None

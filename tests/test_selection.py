@@ -227,43 +227,43 @@ def test_selection_never_sees_the_test_split(tmp_path, monkeypatch):
     """Every input the method is asked about during selection comes from dev (or train), never from test."""
     from tunebench.methods import METHODS
     from tunebench.models import resolve_model
-    from tunebench.runs import runner
-    from tunebench.runs.progress import RunProgress
-    from tunebench.tasks import build_task
+    from tunebench.runs.grid import Cell
+    from tunebench.runs.runner import build_grid
+    from tunebench.runs.selection import select_for_cell
 
     spec = parse_spec(
         {"models": ["tiny-llama"], "methods": [{"name": "lora", "lr_grid": [1e-3, 1e-2], "dev_every": 2}],
          "task": {"name": "arithmetic", "digits": 2, "train_size": 32, "dev_size": 4, "test_size": 6},
          "budget": {"steps": 2, "batch_size": 8}, "out": str(tmp_path)}
     )  # fmt: skip
-    task = build_task(spec.task.name, spec.task.options)
-    splits = task.splits()
+    grid = build_grid(spec)
+    splits = grid.splits
     asked: list[str] = []
     lora = METHODS.get("lora")
     original = lora.predict
     monkeypatch.setattr(lora, "predict", lambda self, ctx, xs: asked.extend(xs) or original(self, ctx, xs))
-    cell = runner.Cell(resolve_model("tiny-llama"), spec.methods[0], 0)
-    selection = runner._select(cell, spec, task, splits, tmp_path, force=False, progress=RunProgress())
+    cell = Cell(resolve_model("tiny-llama"), spec.methods[0], 0)
+    selection = select_for_cell(cell, grid)
     assert selection["chosen_lr"] in (1e-4, 1e-3, 1e-2, 1e-1)  # the grid, or one step beyond its edge
     assert asked and set(asked) <= {e.input for e in splits.dev}
     assert not set(asked) & {e.input for e in splits.test}
 
 
 def test_an_empty_dev_split_is_refused_when_selection_needs_it():
-    from tunebench.runs.runner import _check_dev_split
+    from tunebench.runs.grid import check_dev_split
     from tunebench.tasks.base import Example, Splits
 
     spec = parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot", {"name": "lora", "lr_grid": [1e-3]}]},
                       source="exp.yaml")  # fmt: skip
     no_dev = Splits(train=[Example("1+1", "2")], dev=[], test=[Example("2+2", "4")])
     with pytest.raises(SpecError, match=r"exp.yaml: methods \(lora\).lr_grid needs a dev split"):
-        _check_dev_split(spec, no_dev)
-    _check_dev_split(parse_spec({"models": ["tiny-llama"], "methods": ["lora"]}), no_dev)  # no search: fine
+        check_dev_split(spec, no_dev)
+    check_dev_split(parse_spec({"models": ["tiny-llama"], "methods": ["lora"]}), no_dev)  # no search: fine
 
 
 def test_the_budget_of_a_prompting_method_leaves_out_training_fields():
     from tunebench.models import resolve_model
-    from tunebench.runs.runner import Cell, cell_config
+    from tunebench.runs.grid import Cell, cell_config
     from tunebench.tasks import build_task
 
     spec = parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot", "lora"], "budget": {"steps": 3}})

@@ -477,11 +477,11 @@ def test_stacked_lora_computes_what_peft_mixed_batches_do(tiny_llama, tmp_path):
 
 
 def test_stop_holdback_helpers():
-    from tunebench.serve.decode import _find_stop, _held_back
+    from tunebench.serve.decode import find_stop, held_back
 
-    assert _held_back("abc\n##", ("###",)) == 2
-    assert _held_back("abc", ("###",)) == 0
-    assert _find_stop("ab###cd", ("###", "cd"), 0) == 2
+    assert held_back("abc\n##", ("###",)) == 2
+    assert held_back("abc", ("###",)) == 0
+    assert find_stop("ab###cd", ("###", "cd"), 0) == 2
 
 
 def test_cli_serves_on_loopback_and_bad_flags_name_the_flag(tiny_llama, tmp_path, capsys):

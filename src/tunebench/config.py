@@ -17,7 +17,8 @@ import yaml
 from tunebench.core.errors import SpecError, UnknownNameError, did_you_mean
 from tunebench.core.typed import build, coerce, field_names, require
 from tunebench.core.units import parse_memory
-from tunebench.objectives import method_class, option_groups, split_name
+from tunebench.methods import Method
+from tunebench.objectives import build_method, method_class, objective_class, option_groups, split_name
 from tunebench.tasks import TASKS
 from tunebench.train.budget import Budget
 
@@ -48,6 +49,7 @@ class Resources:
 @dataclass
 class MethodSpec:
     name: str
+    """The method's name; `<method>+<objective>` names a method trained on an objective (`lora+dpo`)."""
     options: Any
     """The method's own options dataclass, validated."""
     budget: Budget
@@ -55,6 +57,21 @@ class MethodSpec:
     overrides: dict[str, Any] = field(default_factory=dict)
     resources: Resources = field(default_factory=Resources)
     """The experiment's resources with this method's `resources:` entries applied."""
+    objective_options: Any = None
+    """The objective's options dataclass, validated (None: the name has no objective)."""
+
+    @property
+    def trains(self) -> bool:
+        return method_class(self.name).trains
+
+    def all_options(self) -> dict[str, Any]:
+        """The method's options and its objective's, as one mapping (a spec entry's, a run config's)."""
+        objective = {} if self.objective_options is None else dataclasses.asdict(self.objective_options)
+        return {**dataclasses.asdict(self.options), **objective}
+
+    def make(self) -> Method:
+        """A fresh method object for one run (or one learning-rate candidate)."""
+        return build_method(self.name, self.options, self.objective_options)
 
 
 @dataclass
@@ -81,7 +98,7 @@ class ExperimentSpec:
             "models": self.models,
             "task": {"name": self.task.name, **self.task.options},
             "methods": [
-                {"name": m.name, **dataclasses.asdict(m.options), **m.overrides, **_resources_entry(m, self)}
+                {"name": m.name, **m.all_options(), **m.overrides, **_resources_entry(m, self)}
                 for m in self.methods
             ],
             "seeds": self.seeds,
@@ -198,46 +215,68 @@ def parse_method(value: Any, budget: Budget, where: str, resources: Resources | 
         raise SpecError(f"{where}: expected a method name or a mapping with 'name'")
     name = str(value["name"])
     try:
-        method_cls = method_class(name)  # `lora+dpo`: a method composed with a training objective
+        method_cls = method_class(name)  # `lora+dpo`: LoRA trained on the DPO objective
+        objective_cls = objective_class(name)
     except (SpecError, UnknownNameError) as e:
         if "+" not in name:
             raise
         raise type(e)(f"{where}: {e}") from None
-    budget_keys = set(field_names(Budget))
-    option_keys = set(field_names(method_cls.Options))
-    options = {k: v for k, v in value.items() if k in option_keys}
-    overrides = {k: v for k, v in value.items() if k in budget_keys and k not in option_keys}
-    unknown = [
-        k for k in value if k not in ("name", "resources") and k not in option_keys and k not in budget_keys
-    ]
-    if unknown:
-        allowed = sorted(option_keys | budget_keys | {"resources"})
-        method_keys, objective_keys = option_groups(name)
-        objective = split_name(name)[1]
-        raise SpecError(
-            f"{where} ({name}): unknown key {unknown[0]!r}.{did_you_mean(unknown[0], allowed)} "
-            f"Method options: {', '.join(sorted(method_keys)) or '(none)'}; "
-            + (f"{objective} options: {', '.join(sorted(objective_keys)) or '(none)'}; " if objective else "")
-            + f"budget overrides: {', '.join(sorted(budget_keys))}"
-        )
-    opts = build(method_cls.Options, options, f"{where} ({name})")
-    method_budget = build(Budget, {**dataclasses.asdict(budget), **overrides}, f"{where} ({name})")
+    method_keys, objective_keys = option_groups(name)
+    budget_keys = field_names(Budget)
+    _refuse_unknown_keys(value, name, where, method_keys, objective_keys, budget_keys)
+    here = f"{where} ({name})"
+    opts = build(method_cls.Options, {k: v for k, v in value.items() if k in method_keys}, here)
+    objective_opts = None
+    if objective_cls is not None:
+        given = {k: v for k, v in value.items() if k in objective_keys}
+        objective_opts = build(objective_cls.Options, given, here)
+    overrides = {k: v for k, v in value.items() if k in budget_keys and k not in method_keys + objective_keys}
+    method_budget = build(Budget, {**dataclasses.asdict(budget), **overrides}, here)
     method_budget = method_budget.with_recipe(method_cls.recipe)
     require(
-        method_budget.early_stopping is None or getattr(method_cls, "objective_name", None) is None,
-        f"{where} ({name}).early_stopping",
+        method_budget.early_stopping is None or objective_cls is None,
+        f"{here}.early_stopping",
         "an objective trains in phases (supervised steps, then its own); early stopping works on methods "
         "trained on the task's targets alone",
     )
-    if hasattr(opts, "check_budget"):  # an objective whose options constrain the batch (rl's groups)
-        opts.check_budget(method_budget, f"{where} ({name})")
+    if hasattr(
+        objective_opts, "check_budget"
+    ):  # an objective whose options constrain the batch (rl's groups)
+        objective_opts.check_budget(method_budget, here)
     own = value.get("resources") or {}
     if not isinstance(own, dict):
-        raise SpecError(f"{where} ({name}).resources: expected a mapping of cpus, gpus, memory")
+        raise SpecError(f"{here}.resources: expected a mapping of cpus, gpus, memory")
     base = dataclasses.asdict(resources or Resources())
-    method_resources = build(Resources, {**base, **own}, f"{where} ({name}).resources")
+    method_resources = build(Resources, {**base, **own}, f"{here}.resources")
     return MethodSpec(
-        name=name, options=opts, budget=method_budget, overrides=overrides, resources=method_resources
+        name=name,
+        options=opts,
+        budget=method_budget,
+        overrides=overrides,
+        resources=method_resources,
+        objective_options=objective_opts,
+    )
+
+
+def _refuse_unknown_keys(
+    value: dict[str, Any],
+    name: str,
+    where: str,
+    method_keys: list[str],
+    objective_keys: list[str],
+    budget_keys: list[str],
+) -> None:
+    """A key that is neither the method's, its objective's, a budget field nor `resources`: name the groups."""
+    allowed = {*method_keys, *objective_keys, *budget_keys, "name", "resources"}
+    unknown = [k for k in value if k not in allowed]
+    if not unknown:
+        return
+    objective = split_name(name)[1]
+    raise SpecError(
+        f"{where} ({name}): unknown key {unknown[0]!r}.{did_you_mean(unknown[0], sorted(allowed - {'name'}))} "
+        f"Method options: {', '.join(sorted(method_keys)) or '(none)'}; "
+        + (f"{objective} options: {', '.join(sorted(objective_keys)) or '(none)'}; " if objective else "")
+        + f"budget overrides: {', '.join(sorted(budget_keys))}"
     )
 
 

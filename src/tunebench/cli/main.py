@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import argparse
+import json
+import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
+
+import yaml
+from rich.table import Table
 
 from tunebench.core.errors import SpecError, TunebenchError
 
 
 def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
-    import yaml
-
     out = {}
     for pair in pairs:
         if "=" not in pair:
@@ -142,8 +146,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from tunebench.core.paths import cache_dir
     from tunebench.core.ui import out
     from tunebench.models import MODELS
@@ -172,8 +174,6 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from tunebench.core.typed import field_names
     from tunebench.core.ui import out
     from tunebench.tasks import TASKS
@@ -188,8 +188,6 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_methods(args: argparse.Namespace) -> int:
-    from rich.table import Table
-
     from tunebench.core.typed import field_names
     from tunebench.core.ui import out
     from tunebench.methods import METHODS
@@ -224,7 +222,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def _recipes_table(methods: Any) -> Any:
     """Each training method's own defaults, used for the budget fields a spec leaves unset."""
-    from rich.table import Table
 
     from tunebench.report.fmt import lr as show_lr
 
@@ -251,8 +248,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    import json
-
     from tunebench.core.ui import out
     from tunebench.core.units import parse_count
     from tunebench.estimate.model import Setting
@@ -400,8 +395,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def quiet_libraries() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    import logging
-    import warnings
 
     # bitsandbytes warns on every import that an optional CPU kernel package is absent; its own fallback works.
     logging.getLogger("bitsandbytes").setLevel(logging.ERROR)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +58,6 @@ def measure_slack(
 ) -> dict[str, float]:
     """Anonymous memory a LoRA training forward pass adds, over the bytes autograd keeps alive after it
     (the highest ratio over `steps` forward passes, each from a trimmed heap). Linux only."""
-    import weakref
 
     import torch
     from peft import LoraConfig, get_peft_model

@@ -12,7 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import torch
 
@@ -68,6 +68,29 @@ class Context:
     """Where a training loop saves and finds its resume state (None: no checkpoints, e.g. lr selection)."""
 
 
+class TrainingObjective(Protocol):
+    """What a trainable method is trained on, when not the task's gold targets (objectives/: distillation,
+    DPO, RL). The method holds it and its `fit` hands over to it (`lora+dpo` is LoRA holding DPO)."""
+
+    name: str
+    info: dict[str, Any]
+    """What result.json records under `objective` (the data built and dropped, the phases)."""
+
+    def check(self, task: Task, model: ResolvedModel) -> None: ...
+
+    def max_new_tokens(self, task: Task, default: int) -> int: ...
+
+    def final_answer(self, text: str) -> str: ...
+
+    def fit(self, method: Any, ctx: Context) -> TrainStats: ...
+
+    def state(self) -> dict[str, Any]:
+        """What the trained model's answers depend on besides its weights (saved beside the artifact)."""
+        ...
+
+    def load_state(self, state: dict[str, Any]) -> None: ...
+
+
 class Method(ABC):
     name: ClassVar[str]
     updates: ClassVar[str]
@@ -79,6 +102,8 @@ class Method(ABC):
     Options: ClassVar[type] = NoOptions
     recipe: ClassVar[Recipe | None] = None
     """The training defaults (every method that trains declares one; `tunebench methods` lists them)."""
+    objective: TrainingObjective | None = None
+    """The training objective this method hands its `fit` to (None: the task's gold targets)."""
 
     def __init__(self, options: Any = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -104,6 +129,20 @@ class Method(ABC):
     @abstractmethod
     def load_artifact(self, folder: Path) -> None:
         """After `prepare`, restore the trained state that `export` wrote (fresh object, same predictions)."""
+
+    def save(self, folder: Path) -> None:
+        """Write the artifact (`export`) and, for a method trained by an objective, the objective's state
+        that its answers depend on (objective.json: an explanation-trained model's generation length)."""
+        self.export(folder)
+        if self.objective is not None:
+            write_json(folder / OBJECTIVE_STATE, {"objective": self.objective.name, **self.objective.state()})
+
+    def restore(self, folder: Path) -> None:
+        """After `prepare`, put back what `save` wrote: a fresh object then gives the same predictions."""
+        self.load_artifact(folder)
+        path = folder / OBJECTIVE_STATE
+        if self.objective is not None and path.exists():
+            self.objective.load_state(json.loads(path.read_text(encoding="utf-8")))
 
     @abstractmethod
     def param_counts(self) -> tuple[int, int]:
@@ -136,6 +175,8 @@ class Method(ABC):
 
 
 METHODS: Registry[type[Method]] = Registry("method")
+#: Beside the artifact of a method trained by an objective: the objective's state (`Method.save`).
+OBJECTIVE_STATE = "objective.json"
 
 #: From least to most: text in and out, log-probabilities, the weights.
 ACCESS_LEVELS = ("black box", "gray box", "white box")

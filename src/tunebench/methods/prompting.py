@@ -13,10 +13,11 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, NoOptions, write_json
-from tunebench.methods.remote import EndpointModel
+from tunebench.methods.remote import EndpointBackend
 from tunebench.methods.tuning import ModelMethod
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Example, Task
@@ -31,28 +32,76 @@ class FewShotOptions:
         require(self.k >= 1, f"{where}.k", f"few-shot needs at least one example, got {self.k}")
 
 
+class PromptBackend(Protocol):
+    """Where a prompted model answers: loaded here (`LocalBackend`) or behind an OpenAI-compatible endpoint
+    (`EndpointBackend`, remote.py). The prompting method builds its prompts the same way for both; only
+    these steps differ."""
+
+    def check(self, method: PromptingMethod, task: Task, model: ResolvedModel) -> None: ...
+
+    def prepare(self, method: PromptingMethod, ctx: Context) -> bool:
+        """Get the model ready; True when it takes chat turns (a chat template, or the chat API)."""
+        ...
+
+    def chat_text(self, method: PromptingMethod, messages: list[dict[str, str]]) -> str:
+        """Chat turns as the model receives them (the exported prompt shows this text)."""
+        ...
+
+    def predict(self, method: PromptingMethod, ctx: Context, inputs: list[str]) -> list[str]: ...
+
+    def usage(self) -> dict[str, Any] | None: ...
+
+    def param_counts(self, method: PromptingMethod) -> tuple[int, int | None]: ...
+
+    def text_nll(self, method: PromptingMethod, texts: list[str], ctx: Context) -> float | None: ...
+
+
+class LocalBackend:
+    """The model loaded here, through ModelMethod's own machinery: its head, generation and counts."""
+
+    def check(self, method: PromptingMethod, task: Task, model: ResolvedModel) -> None:
+        ModelMethod.check(method, task, model)
+
+    def prepare(self, method: PromptingMethod, ctx: Context) -> bool:
+        ModelMethod.prepare(method, ctx)
+        return bool(getattr(method.tokenizer, "chat_template", None))
+
+    def chat_text(self, method: PromptingMethod, messages: list[dict[str, str]]) -> str:
+        return method.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def predict(self, method: PromptingMethod, ctx: Context, inputs: list[str]) -> list[str]:
+        return ModelMethod.predict(method, ctx, inputs)
+
+    def usage(self) -> dict[str, Any] | None:
+        return None  # its costs are parameters, memory and time, measured by the run
+
+    def param_counts(self, method: PromptingMethod) -> tuple[int, int | None]:
+        return ModelMethod.param_counts(method)
+
+    def text_nll(self, method: PromptingMethod, texts: list[str], ctx: Context) -> float | None:
+        return ModelMethod.text_nll(method, texts, ctx)
+
+
+def backend_for(model: ResolvedModel) -> PromptBackend:
+    """The one place that tells a model behind an endpoint (`openai:MODEL@URL`) from one loaded here."""
+    return EndpointBackend(model) if model.kind == "endpoint" else LocalBackend()
+
+
 class PromptingMethod(ModelMethod):
     access = "black box"
     updates = "nothing"
     generative_only = True
     shots: list[Example]
-
-    #: The model behind an OpenAI-compatible endpoint (`openai:MODEL@URL`), when it is one; else None.
-    remote: EndpointModel | None = None
+    backend: PromptBackend
 
     def check(self, task: Task, model: ResolvedModel) -> None:
-        if model.kind != "endpoint":  # an endpoint generates text by definition: no head to choose
-            super().check(task, model)
+        backend_for(model).check(self, task, model)
 
     def prepare(self, ctx: Context) -> None:
         self.shots = self.choose_shots(ctx)
         self.task = ctx.task
-        if ctx.model.kind == "endpoint":
-            self.remote = EndpointModel(ctx.model)
-            self.chat = self.remote.chat
-            return
-        super().prepare(ctx)
-        self.chat = bool(getattr(self.tokenizer, "chat_template", None))
+        self.backend = backend_for(ctx.model)
+        self.chat = self.backend.prepare(self, ctx)
         self.stop = None if self.chat else "\n"
         self.prompt_has_specials = self.chat
 
@@ -82,27 +131,19 @@ class PromptingMethod(ModelMethod):
     def render(self, task: Task, text: str) -> str:
         if not self.chat:
             return self.plain(task, text)
-        if self.remote is not None:  # the endpoint applies its own chat template to these turns
-            return json.dumps(self.messages(task, text), ensure_ascii=False)
-        return self.tokenizer.apply_chat_template(
-            self.messages(task, text), tokenize=False, add_generation_prompt=True
-        )
+        return self.backend.chat_text(self, self.messages(task, text))
 
     def predict(self, ctx: Context, inputs: list[str]) -> list[str]:
-        if self.remote is not None:
-            return self.remote.predict(self, ctx, inputs)
-        return super().predict(ctx, inputs)
+        return self.backend.predict(self, ctx, inputs)
 
     def usage(self) -> dict | None:
-        return self.remote.usage() if self.remote is not None else None
+        return self.backend.usage()
 
     def param_counts(self) -> tuple[int, int | None]:
-        if self.remote is not None:
-            return 0, None  # nothing is trained, and the size of a model behind an API is unknown
-        return super().param_counts()
+        return self.backend.param_counts(self)
 
     def text_nll(self, texts: list[str], ctx: Context) -> float | None:
-        return None if self.remote is not None else super().text_nll(texts, ctx)
+        return self.backend.text_nll(self, texts, ctx)
 
     def max_new_tokens(self, task: Task) -> int:
         return max(32, 2 * task.max_new_tokens)  # room for a chatty "The answer is ..."

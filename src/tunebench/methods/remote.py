@@ -10,6 +10,7 @@ what the result records for such a model instead of parameter counts (`Method.us
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from typing import TYPE_CHECKING, Any
@@ -26,18 +27,33 @@ from tunebench.models.zoo import ResolvedModel
 if TYPE_CHECKING:
     from tunebench.methods.base import Context
     from tunebench.methods.prompting import PromptingMethod
+    from tunebench.tasks.base import Task
 
 
-class EndpointModel:
+class EndpointBackend:
+    """The prompting backend for a model behind an endpoint (prompting.py `PromptBackend`)."""
+
     def __init__(self, model: ResolvedModel) -> None:
         self.connection = parse_endpoint_model(model.path)
         self.endpoint = Endpoint(self.connection)
         self.last: list[Completion] = []
         self.last_seconds = 0.0
 
-    @property
-    def chat(self) -> bool:
-        return self.connection.api == "chat"
+    def check(self, method: PromptingMethod, task: Task, model: ResolvedModel) -> None:
+        """An endpoint writes text by definition: there is no head to choose."""
+
+    def prepare(self, method: PromptingMethod, ctx: Context) -> bool:
+        self.chat = self.connection.api == "chat"
+        return self.chat
+
+    def chat_text(self, method: PromptingMethod, messages: list[dict[str, str]]) -> str:
+        return json.dumps(messages, ensure_ascii=False)  # the endpoint applies its own chat template
+
+    def param_counts(self, method: PromptingMethod) -> tuple[int, int | None]:
+        return 0, None  # nothing is trained, and the size of a model behind an API is unknown
+
+    def text_nll(self, method: PromptingMethod, texts: list[str], ctx: Context) -> float | None:
+        return None  # an endpoint gives text, not log-likelihoods
 
     def predict(self, method: PromptingMethod, ctx: Context, inputs: list[str]) -> list[str]:
         task, max_tokens = ctx.task, method.max_new_tokens(ctx.task)

@@ -17,7 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from tunebench.core.errors import UnsupportedError
 from tunebench.core.typed import require
-from tunebench.methods.base import Context, Method, count_parameters
+from tunebench.methods.base import Context, Method, TrainingObjective, count_parameters
 from tunebench.methods.heads import ClassifierHead, GenerativeHead, Head
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Task
@@ -73,6 +73,10 @@ class ModelMethod(Method):
     #: Rendered prompts already carry their special tokens (chat templates do).
     prompt_has_specials: bool = False
 
+    def __init__(self, options: Any = None, objective: TrainingObjective | None = None) -> None:
+        super().__init__(options)
+        self.objective = objective
+
     # -- choosing how the model answers -------------------------------------------------------------
 
     def choose_head(self, task: Task, model: ResolvedModel) -> Head:
@@ -101,7 +105,14 @@ class ModelMethod(Method):
         return GenerativeHead()
 
     def check(self, task: Task, model: ResolvedModel) -> None:
-        self.choose_head(task, model)
+        head = self.choose_head(task, model)
+        if self.objective is not None:
+            self.objective.check(task, model)
+            if not isinstance(head, GenerativeHead):
+                raise UnsupportedError(
+                    f"{self.name}+{self.objective.name} trains the model to write its answers; a "
+                    "classification head (head: classifier) has no text to train"
+                )
 
     # -- the run ---------------------------------------------------------------------------------------
 
@@ -137,11 +148,16 @@ class ModelMethod(Method):
         return task.prompt(text)
 
     def max_new_tokens(self, task: Task) -> int:
+        if self.objective is not None:  # explanation-trained models write more than the bare answer
+            return self.objective.max_new_tokens(task, task.max_new_tokens)
         return task.max_new_tokens
 
     def fit(self, ctx: Context) -> TrainStats | None:
         if not self.trains:
             return None
+        if self.objective is not None:  # trained on the objective's signal, not on the gold targets
+            self.train_stats = self.objective.fit(self, ctx)
+            return self.train_stats
         probe_seconds = 0.0
         if getattr(self.options, "lp_ft", False):
             self.head_info.update(self.head.init_from_probe(self, ctx))
@@ -179,7 +195,10 @@ class ModelMethod(Method):
         return [*groups, {"params": head, "lr": head_lr}]
 
     def predict(self, ctx: Context, inputs: list[str]) -> list[str]:
-        return self.head.predict(self, ctx, inputs)
+        outputs = self.head.predict(self, ctx, inputs)
+        if self.objective is not None:  # the answer part of an explanation
+            return [self.objective.final_answer(text) for text in outputs]
+        return outputs
 
     def param_counts(self) -> tuple[int, int]:
         return count_parameters(self.model)

@@ -5,6 +5,20 @@ See base.py for the contract and compose.py for how a method and an objective be
 
 from tunebench.objectives import distill, dpo, rl  # noqa: F401  (registration)
 from tunebench.objectives.base import OBJECTIVES, Objective
-from tunebench.objectives.compose import method_class, option_groups, split_name
+from tunebench.objectives.compose import (
+    build_method,
+    method_class,
+    objective_class,
+    option_groups,
+    split_name,
+)
 
-__all__ = ["OBJECTIVES", "Objective", "method_class", "option_groups", "split_name"]
+__all__ = [
+    "OBJECTIVES",
+    "Objective",
+    "build_method",
+    "method_class",
+    "objective_class",
+    "option_groups",
+    "split_name",
+]

@@ -50,6 +50,13 @@ class Objective(ABC):
         """The part of a generated text that is the answer (explanation-trained models write more)."""
         return text
 
+    def state(self) -> dict[str, Any]:
+        """What the trained model's answers depend on besides its weights, saved beside its artifact."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Put back what `state` returned (a reloaded artifact then answers as the trained method did)."""
+
     @abstractmethod
     def fit(self, method: ModelMethod, ctx: Context) -> TrainStats:
         """Train `method.model` (already prepared by the method) and return what training cost."""

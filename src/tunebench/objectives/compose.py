@@ -1,18 +1,20 @@
 """`<method>+<objective>`: a trainable method trained on an objective's signal (`lora+dpo`, `full+dpo`).
 
-The composed method is a subclass of the base method made on demand: it loads, wraps, exports and predicts
-exactly like the base (so a `lora+dpo` artifact is a LoRA adapter, served like any other), and only `fit`
-goes to the objective. Its options are one dataclass holding the method's fields and the objective's, so a
-spec entry reads `{name: lora+dpo, r: 8, beta: 0.1}` and typos get the usual did-you-mean errors.
+The result is the base method itself, holding the objective (`ModelMethod(options, objective)`): it loads,
+wraps, exports and predicts as the base does (a `lora+dpo` artifact is a LoRA adapter, served like any
+other), and its `fit` hands over to the objective. A spec entry holds both option sets side by side,
+`{name: lora+dpo, r: 8, beta: 0.1}`; config.py splits them by name (`option_groups`) into the method's
+options and the objective's, each its own importable dataclass, and typos get the usual did-you-mean errors.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any
 
 from tunebench.core.errors import SpecError, UnknownNameError, did_you_mean
+from tunebench.methods import METHODS, Method
+from tunebench.methods.tuning import ModelMethod
 from tunebench.objectives.base import OBJECTIVES, Objective
 
 SEPARATOR = "+"
@@ -31,119 +33,53 @@ def split_name(name: str) -> tuple[str, str | None]:
     return base, objective
 
 
-def method_class(name: str) -> type:
-    """The method class for a method name, composed with its objective when the name has one."""
-    from tunebench.methods import METHODS
-
-    base, objective = split_name(name)
-    if objective is None:
-        return METHODS.get(name)
-    return _composed(base, objective)
+def method_class(name: str) -> type[Method]:
+    """The class of the method a name trains: `lora` for both `lora` and `lora+dpo` (whose objective is
+    checked here too, so that a bad combination fails wherever the name is first looked up)."""
+    objective_class(name)
+    return METHODS.get(split_name(name)[0])
 
 
-@functools.cache
-def _composed(base_name: str, objective_name: str) -> type:
-    from tunebench.methods import METHODS
-    from tunebench.methods.tuning import ModelMethod
-
+def objective_class(name: str) -> type[Objective] | None:
+    """The objective a method name asks for, or None; refuses one that the method cannot be trained on."""
+    base_name, objective_name = split_name(name)
+    if objective_name is None:
+        return None
     base = METHODS.get(base_name)
     if objective_name not in OBJECTIVES:
         raise UnknownNameError(
             f"unknown objective {objective_name!r} in {base_name}{SEPARATOR}{objective_name}."
             f"{did_you_mean(objective_name, list(OBJECTIVES))} Known objectives: {', '.join(OBJECTIVES)}"
         )
-    objective = OBJECTIVES.get(objective_name)
-    if not (base.trains and issubclass(base, ModelMethod)):
-        trainable = [n for n, c in METHODS.items() if c.trains and issubclass(c, ModelMethod)]
+    if not trainable_by_objective(base):
+        trainable = [n for n, c in METHODS.items() if trainable_by_objective(c)]
         raise SpecError(
             f"{base_name}{SEPARATOR}{objective_name}: {base_name} does not train a language model, so the "
             f"{objective_name} objective has nothing to train; combine it with one that does "
             f"({', '.join(trainable)})"
         )
-    return _compose(base, objective)
+    return OBJECTIVES.get(objective_name)
 
 
-def _combined_options(base: type, objective: type[Objective]) -> type:
-    """One dataclass with both option sets; `check` runs both checks."""
-    clash = set(_fields(base.Options)) & set(_fields(objective.Options))
-    if clash:  # a programming error in a new objective, not a user error
-        raise TypeError(f"{objective.name} options clash with {base.name}'s: {', '.join(sorted(clash))}")
-
-    def check(self: Any, where: str) -> None:
-        for cls in (base.Options, objective.Options):
-            if hasattr(cls, "check"):
-                cls.check(self, where)
-
-    def __reduce__(self: Any) -> tuple:
-        # made on demand, so not importable by name: pickle (Ray, multiprocessing) rebuilds it from the names
-        return _rebuild_options, (base.name, objective.name, dataclasses.asdict(self))
-
-    name = f"{base.Options.__name__}With{objective.Options.__name__}"
-    return dataclasses.make_dataclass(
-        name,
-        [],
-        bases=(objective.Options, base.Options),
-        namespace={"check": check, "__reduce__": __reduce__},
-    )
+def trainable_by_objective(cls: type[Method]) -> bool:
+    """Whether an objective can train this method: it trains the weights of a language model."""
+    return cls.trains and issubclass(cls, ModelMethod)
 
 
-def _rebuild_options(base: str, objective: str, values: dict[str, Any]) -> Any:
-    return _composed(base, objective).Options(**values)
-
-
-def _compose(base: type, objective: type[Objective]) -> type:
-    from tunebench.methods.base import Context
-    from tunebench.train.loop import TrainStats
-
-    full_name = f"{base.name}{SEPARATOR}{objective.name}"
-
-    class Composed(base):  # type: ignore[misc, valid-type]
-        name = full_name
-        summary = f"{base.name} trained by {objective.name}: {objective.summary}"
-        Options = _combined_options(base, objective)
-        base_method = base.name
-        objective_name = objective.name
-
-        def __init__(self, options: Any = None) -> None:
-            super().__init__(options)
-            self.objective = objective(self.options)
-
-        def check(self, task, model) -> None:
-            from tunebench.core.errors import UnsupportedError
-            from tunebench.methods.heads import GenerativeHead
-
-            super().check(task, model)
-            self.objective.check(task, model)
-            if not isinstance(self.choose_head(task, model), GenerativeHead):
-                raise UnsupportedError(
-                    f"{full_name} trains the model to write its answers; a classification head "
-                    "(head: classifier) has no text to train"
-                )
-
-        def max_new_tokens(self, task) -> int:
-            return self.objective.max_new_tokens(task, super().max_new_tokens(task))
-
-        def fit(self, ctx: Context) -> TrainStats:
-            self.train_stats = self.objective.fit(self, ctx)
-            return self.train_stats
-
-        def predict(self, ctx: Context, inputs: list[str]) -> list[str]:
-            return [self.objective.final_answer(t) for t in super().predict(ctx, inputs)]
-
-        @property
-        def objective_info(self) -> dict:
-            return self.objective.info
-
-    Composed.__name__ = Composed.__qualname__ = f"{base.__name__}_{objective.__name__}"
-    Composed.__doc__ = f"{base.name} trained with the {objective.name} objective."
-    return Composed
+def build_method(name: str, options: Any = None, objective_options: Any = None) -> Method:
+    """A fresh method object for a spec entry: the base method, holding its objective when the name has one."""
+    cls = method_class(name)
+    objective = objective_class(name)
+    if objective is None:
+        return cls(options)
+    assert issubclass(cls, ModelMethod)  # objective_class refused any other
+    held = objective(objective_options if objective_options is not None else objective.Options())
+    return cls(options, objective=held)
 
 
 def option_groups(name: str) -> tuple[list[str], list[str]]:
-    """(method option names, objective option names) for error messages; no objective: the second is empty."""
+    """(the method's option names, the objective's option names); no objective: the second is empty."""
     base, objective = split_name(name)
-    from tunebench.methods import METHODS
-
     method_keys = _fields(METHODS.get(base).Options)
     if objective is None or objective not in OBJECTIVES:
         return method_keys, []

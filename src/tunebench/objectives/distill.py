@@ -110,6 +110,12 @@ class Distill(Objective):
             return None, "no readable answer"
         return out.answer.strip(), None
 
+    def state(self) -> dict[str, Any]:
+        return {"longest_target": self.longest_target}  # sets the generation length (max_new_tokens)
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.longest_target = int(state.get("longest_target", 0))
+
     def max_new_tokens(self, task: Task, default: int) -> int:
         if self.options.answer_tokens:
             return self.options.answer_tokens

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tunebench.core import store
@@ -83,8 +84,6 @@ class DpoOptions(WarmStartOptions):
         require(self.temperature > 0, f"{where}.temperature", "must be positive")
         require(self.max_pairs >= 0, f"{where}.max_pairs", "must be 0 (all) or more")
         if self.pairs:
-            from pathlib import Path
-
             require(Path(self.pairs).exists(), f"{where}.pairs", f"no such file: {self.pairs}")
         if self.chosen == "teacher":
             try:

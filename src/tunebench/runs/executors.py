@@ -17,8 +17,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -28,50 +27,13 @@ from tunebench.core import store
 from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
 from tunebench.core.ui import console
 from tunebench.models import ResolvedModel
-from tunebench.runs.progress import RunProgress
+from tunebench.runs.cell import run_cell
+from tunebench.runs.grid import Cell, Grid, needs_lr_search
 from tunebench.runs.record import base_record
-from tunebench.runs.runner import Cell, _with_selected_lr, cell_config, needs_lr_search, run_cell
-from tunebench.tasks import Splits, Task
+from tunebench.runs.selection import reusable_state, with_selected_lr
 from tunebench.train import distributed
 
 EXECUTORS = ("local", "ray")
-
-
-@dataclass
-class Grid:
-    """Everything the runs of one experiment share, and where their records go."""
-
-    spec: ExperimentSpec
-    task: Task
-    splits: Splits
-    models: list[ResolvedModel]
-    exp_dir: Path
-    """Absolute: a Ray worker may start in another folder."""
-    force: bool
-    progress: RunProgress
-    on_result: Callable[[dict, Path], None] = lambda record, folder: None
-    """Called in this process with each run's record and folder (the tracker's hook)."""
-
-    @property
-    def total(self) -> int:
-        return len(self.models) * len(self.spec.methods) * len(self.spec.seeds)
-
-    def groups(self) -> Iterator[tuple[ResolvedModel, MethodSpec, list[tuple[int, int]]]]:
-        """(model, method, [(index in the grid from 1, seed), …]) in grid order."""
-        index = 0
-        for model in self.models:
-            for method in self.spec.methods:
-                seeds = [(index + i + 1, seed) for i, seed in enumerate(self.spec.seeds)]
-                index += len(seeds)
-                yield model, method, seeds
-
-    def finished(self, cell: Cell) -> tuple[str, dict | None]:
-        """The cell's config hash, and its earlier result when it finished with the same config."""
-        digest = store.config_hash(cell_config(cell, self.spec, self.task, self.splits))
-        folder = self.exp_dir / cell.name
-        if not self.force and store.is_finished(folder, digest):
-            return digest, store.read_result(folder / store.RESULT)
-        return digest, None
 
 
 class Executor(Protocol):
@@ -93,13 +55,10 @@ def make_executor(name: str, ray_address: str | None = None) -> Executor:
 
 class LocalExecutor:
     def run(self, grid: Grid) -> list[dict]:
-        spec = grid.spec
         results = []
         with _scratch() as scratch:
             for model, method_spec, seeds in grid.groups():
-                chosen, selection = _with_selected_lr(
-                    model, method_spec, spec, grid.task, grid.splits, grid.exp_dir, grid.force, grid.progress
-                )
+                chosen, selection = with_selected_lr(grid, model, method_spec)
                 for index, seed in seeds:
                     cell = Cell(model, chosen, seed)
                     record = self._run(cell, grid, index, selection, scratch)
@@ -109,7 +68,6 @@ class LocalExecutor:
         return results
 
     def _run(self, cell: Cell, grid: Grid, index: int, selection: dict | None, scratch: Path) -> dict:
-        exp_dir = grid.exp_dir
         if distributed.launched():
             # Every process must take the same decision, or one would wait forever for the others in
             # training: the main process's view of the store decides.
@@ -117,11 +75,10 @@ class LocalExecutor:
             if distributed.from_main(earlier is not None):
                 grid.progress.skip(cell.name, index, grid.total)
                 return store.read_result(grid.exp_dir / cell.name / store.RESULT)
-            exp_dir = grid.exp_dir if distributed.is_main() else scratch
-        return run_cell(
-            cell, grid.spec, grid.task, grid.splits, exp_dir, force=grid.force, progress=grid.progress,
-            index=index, total=grid.total, selection=selection,
-        )  # fmt: skip
+            if not distributed.is_main():
+                grid = replace(grid, exp_dir=scratch)
+        reuse = reusable_state(selection, cell.seed)
+        return run_cell(cell, grid, index=index, selection=selection, reuse=reuse)
 
 
 class _scratch:
@@ -148,21 +105,16 @@ def _import_ray():
     return ray
 
 
-def _ray_run_cell(shared, cell: Cell, exp_dir: Path, force: bool, index: int, total: int, selection):
+def _ray_run_cell(grid: Grid, cell: Cell, index: int, selection: dict | None) -> dict:
     """A Ray task: one run, written to its folder like a local one; returns the record."""
     _use_cpus(cell.method.resources)
-    spec, task, splits = shared
-    return run_cell(
-        cell, spec, task, splits, exp_dir, force=force, progress=RunProgress(), index=index, total=total,
-        selection=selection,
-    )  # fmt: skip
+    return run_cell(cell, grid, index=index, selection=selection, reuse=reusable_state(selection, cell.seed))
 
 
-def _ray_select(shared, model: ResolvedModel, method_spec: MethodSpec, exp_dir: Path, force: bool):
+def _ray_select(grid: Grid, model: ResolvedModel, method_spec: MethodSpec) -> tuple[MethodSpec, dict | None]:
     """A Ray task: the learning-rate search of one (model, method); returns (chosen spec, selection)."""
     _use_cpus(method_spec.resources)
-    spec, task, splits = shared
-    return _with_selected_lr(model, method_spec, spec, task, splits, exp_dir, force, RunProgress())
+    return with_selected_lr(grid, model, method_spec)
 
 
 def _use_cpus(resources: Resources) -> None:
@@ -182,7 +134,7 @@ class RayExecutor:
         ray = self.ray
         self._connect()
         cluster = ray.cluster_resources()
-        shared = ray.put((grid.spec, grid.task, grid.splits))  # sent to the object store once, not per task
+        shared = ray.put(grid.for_worker())  # sent to the object store once, not per task
         run_task = ray.remote(max_retries=0)(_ray_run_cell)  # a retry would hide a crash and cost its time
         select_task = ray.remote(max_retries=0)(_ray_select)
         results: dict[int, dict] = {}
@@ -211,9 +163,7 @@ class RayExecutor:
                     done(index, cell, self._failed(cell, grid, selection, str(e)))
                     continue
                 console.print(f"[bold][{index}/{grid.total}] {cell.name}[/bold]: started on Ray")
-                ref = run_task.options(**options).remote(
-                    shared, cell, grid.exp_dir, grid.force, index, grid.total, selection
-                )
+                ref = run_task.options(**options).remote(shared, cell, index, selection)
                 pending[ref] = ("run", index, cell, selection)
 
         for model, method_spec, seeds in grid.groups():
@@ -225,9 +175,7 @@ class RayExecutor:
                 except TunebenchError as e:
                     fail_all(model, method_spec, seeds, str(e))
                     continue
-                ref = select_task.options(**options).remote(
-                    shared, model, method_spec, grid.exp_dir, grid.force
-                )
+                ref = select_task.options(**options).remote(shared, model, method_spec)
                 pending[ref] = ("select", model, method_spec, seeds)
             else:
                 submit(model, method_spec, seeds, None)
@@ -275,7 +223,7 @@ class RayExecutor:
 
     def _failed(self, cell: Cell, grid: Grid, selection: dict | None, reason: str) -> dict:
         """Record a run that failed outside its own error handling, in its run folder."""
-        config = cell_config(cell, grid.spec, grid.task, grid.splits)
+        config = grid.config(cell)
         record = base_record(config, store.config_hash(config))
         record["error"], record["selection"] = reason, selection
         folder = grid.exp_dir / cell.name

@@ -26,19 +26,35 @@ extended one step in that direction (the ratio between the edge and its neighbou
 like the winner's rung. The extension is recorded, and `at_edge` says when the extension won too (then a
 still larger or smaller rate may do better still).
 
-The plan and the choice are pure functions (tested without a model); training a candidate is the
-runner's `evaluate` callback, which also caches each candidate so a finished selection is never redone.
+The plan and the choice are pure functions (tested without a model). `select_for_cell` trains the
+candidates of one (model, method) with the run's own steps (cell.py) and caches each one under
+`<experiment>/selection/`, so that a finished selection, like a finished run, is never redone.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from tunebench.config import MethodSpec
+from tunebench.core import store
+from tunebench.core.ui import console
+from tunebench.methods.base import require_access
+from tunebench.models import ResolvedModel
+from tunebench.runs import measure
+from tunebench.runs.cell import KEPT_TRAINING, export_artifact, make_context, train_record
+from tunebench.runs.devcurve import DevCurve
+from tunebench.runs.grid import Cell, Grid, needs_lr_search
 from tunebench.train.budget import Budget
+from tunebench.train.memory import release_memory
+
+SELECTION_DIR = "selection"
 
 
 @dataclass
@@ -149,3 +165,147 @@ def final_loss(losses: list[float]) -> float | None:
         return None
     tail = losses[-max(1, len(losses) // 10) :]
     return sum(tail) / len(tail)
+
+
+# -- the search of one (model, method), trained and cached ---------------------------------------------------
+
+
+def with_selected_lr(
+    grid: Grid, model: ResolvedModel, method_spec: MethodSpec
+) -> tuple[MethodSpec, dict | None]:
+    """The method's spec with its learning rate chosen on dev, and the selection record (None: no search)."""
+    if not needs_lr_search(method_spec):
+        return method_spec, None
+    selection = select_for_cell(Cell(model, method_spec, grid.spec.seeds[0]), grid)
+    if selection["chosen_lr"] is None:
+        return method_spec, selection  # the final runs record the failure
+    budget = dataclasses.replace(method_spec.budget, lr=selection["chosen_lr"])
+    return dataclasses.replace(method_spec, budget=budget), selection
+
+
+def select_for_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
+    """Choose the learning rate of (model, method) on dev; each candidate is cached like a run, and a
+    whole-budget candidate keeps its trained state (`artifact/`) for the final run of the same seed."""
+    budget = cell.method.budget
+    folder = grid.exp_dir / SELECTION_DIR / f"{cell.model.name}--{store.safe_name(cell.method.name)}"
+    console.print(
+        f"[bold]{cell.model.name}--{cell.method.name}[/bold]: choosing the learning rate on dev "
+        f"({budget.lr_search} over {', '.join(f'{lr:g}' for lr in budget.lr_grid)})"
+    )
+    paths: dict[float, Path] = {}
+    evaluate = functools.partial(_evaluate, cell, grid, folder, paths)
+    selection = select_lr(budget, evaluate, seed=cell.seed)
+    chosen = selection["chosen_lr"]
+    if selection["reusable"]:
+        selection["reuse_path"] = str(paths[chosen])
+    _drop_losers(paths, chosen)
+    console.print(
+        f"  chosen lr: [cyan]{chosen:g}[/cyan]"
+        + (" (the grid's edge was extended)" if selection["extended"] else "")
+        if chosen is not None
+        else "  [red]every candidate failed[/red]"
+    )
+    return selection
+
+
+def reusable_state(selection: dict | None, seed: int) -> Path | None:
+    """The kept state of the selection's winner when it trained exactly this run (same seed, whole budget)."""
+    if not selection or not selection.get("reusable") or seed != selection["seed"]:
+        return None
+    state = candidate_state(Path(selection["reuse_path"]))
+    return state if (state / KEPT_TRAINING).exists() else None
+
+
+def candidate_state(path: Path) -> Path:
+    """Where a whole-budget candidate keeps its trained state (`artifact/`, `training.json`): beside its
+    cached record."""
+    return path.with_suffix("")
+
+
+def _evaluate(
+    cell: Cell, grid: Grid, folder: Path, paths: dict[float, Path], budget: Budget, rung: int, fraction: float
+) -> Candidate:
+    """One candidate's dev score: from the cache when it finished earlier, else trained now and cached."""
+    candidate = dataclasses.replace(cell, method=dataclasses.replace(cell.method, budget=budget))
+    config = {**grid.config(candidate), "role": "lr-selection", "fraction": fraction}
+    path = folder / f"lr{budget.lr:g}--{store.config_hash(config)}.json"
+    if fraction >= 1.0:
+        paths[budget.lr] = path
+    if not grid.force and path.exists():
+        cached = store.read_result(path)
+        if cached.get("status") == "ok":
+            console.print(
+                f"  [dim]lr {budget.lr:g}: finished earlier, dev {cached['candidate']['dev_score']:.1%}[/dim]"
+            )
+            return Candidate(**cached["candidate"])
+    folder.mkdir(parents=True, exist_ok=True)
+    result, train = _run_candidate(candidate, grid, rung, fraction, path)
+    record = {"schema": 1, "status": result.status, "config": config, "candidate": dataclasses.asdict(result)}
+    store.write_json_atomic(path, {**record, "train": train})
+    return result
+
+
+def _run_candidate(
+    cell: Cell, grid: Grid, rung: int, fraction: float, path: Path
+) -> tuple[Candidate, dict | None]:
+    """Train one candidate for `fraction` of the budget (on the whole budget's schedule) and score it on
+    dev; a whole-budget candidate also exports its trained state, for the final run to reuse."""
+    budget = cell.method.budget
+    candidate = Candidate(lr=budget.lr, steps=budget.steps, rung=rung, fraction=fraction)
+    method = cell.method.make()
+    train = None
+    try:
+        require_access(method, cell.model)
+        method.check(grid.task, cell.model)
+        dev = DevCurve(method, budget)
+        ctx = make_context(cell, grid.task, grid.splits, budget, grid.progress)
+
+        def on_step(step: int, steps: int, loss: float) -> bool:
+            grid.progress.train_step(step, steps, loss)
+            stop_here = fraction < 1.0 and step >= math.ceil(fraction * steps)
+            return dev.after_step(step, steps, ctx) or stop_here
+
+        ctx.on_train_step = on_step
+        method.prepare(ctx)
+        stats = method.fit(ctx)
+        early = dev.finish()
+        if stats is not None:
+            candidate.steps, candidate.final_loss = stats.steps, final_loss(stats.losses)
+            train = train_record(stats, method.truncated, dev, early, len(grid.splits.dev))
+        candidate.metric, candidate.dev_score = measure.dev_score(method, ctx)
+        if fraction >= 1.0 and stats is not None:
+            objective = method.objective.info if method.objective is not None else None
+            _keep_state(method, candidate_state(path), train, objective, stats.losses)
+            candidate.reusable = True
+        loss = "—" if candidate.final_loss is None else f"{candidate.final_loss:.3f}"
+        console.print(
+            f"  lr {budget.lr:g} ({candidate.steps} steps): dev {candidate.metric} "
+            f"{candidate.dev_score:.1%}, final loss {loss}"
+        )
+    except Exception as e:  # a candidate that diverges is a result of the search, not a crash
+        candidate.status, candidate.error = "failed", f"{type(e).__name__}: {e}"
+        console.print(f"  lr {budget.lr:g}: [red]failed[/red] ({candidate.error})")
+    finally:
+        del method
+        release_memory()
+    return candidate, train
+
+
+def _keep_state(
+    method: Any, folder: Path, train: dict | None, objective: dict | None, losses: list[float]
+) -> None:
+    """Export the candidate's trained state (the method's own artifact, written as a run's) and what its
+    training cost; the record is written last, so a state without it is never reused (`reusable_state`)."""
+    shutil.rmtree(folder, ignore_errors=True)  # an earlier, interrupted attempt's
+    folder.mkdir(parents=True)
+    export_artifact(method, folder, {})
+    store.write_json_atomic(
+        folder / KEPT_TRAINING, {"train": train, "objective": objective, "losses": losses}
+    )
+
+
+def _drop_losers(paths: dict[float, Path], chosen: float | None) -> None:
+    """The trained states of the candidates that lost are not needed (a full model each, for `full`)."""
+    for lr, path in paths.items():
+        if lr != chosen:
+            shutil.rmtree(candidate_state(path), ignore_errors=True)

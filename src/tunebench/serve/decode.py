@@ -63,13 +63,13 @@ class Row:
             self._end("stop", self._text(tokenizer, drop_last=True))
             return
         text = self._text(tokenizer)
-        cut = _find_stop(text, self.sampling.stop, self._sent)
+        cut = find_stop(text, self.sampling.stop, self._sent)
         if cut is not None:
             self._end("stop", text[:cut])
         elif len(self.tokens) >= self.sampling.max_tokens:
             self._end("length", text)
         else:
-            safe = len(text) - _held_back(text, self.sampling.stop)
+            safe = len(text) - held_back(text, self.sampling.stop)
             if text.endswith("\ufffd"):  # half of a multi-byte character: wait for the rest
                 safe = min(safe, len(text) - 1)
             if safe > self._sent:
@@ -86,14 +86,14 @@ class Row:
         self._sent = len(text)
 
 
-def _find_stop(text: str, stops: tuple[str, ...], sent: int) -> int | None:
+def find_stop(text: str, stops: tuple[str, ...], sent: int) -> int | None:
     """Where the first stop string starts, looking only where a new one can be."""
     start = max(0, sent - max((len(s) for s in stops), default=0))
     found = [i for i in (text.find(s, start) for s in stops) if i >= 0]
     return min(found) if found else None
 
 
-def _held_back(text: str, stops: tuple[str, ...]) -> int:
+def held_back(text: str, stops: tuple[str, ...]) -> int:
     """Characters at the end of `text` that may be the start of a stop string, so not sent yet."""
     for k in range(min(len(text), max((len(s) for s in stops), default=1) - 1), 0, -1):
         if any(s.startswith(text[-k:]) for s in stops):

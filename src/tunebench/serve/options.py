@@ -7,6 +7,7 @@ and the limit, never a stack trace or an out-of-memory kill.
 from __future__ import annotations
 
 import ipaddress
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -136,7 +137,6 @@ def is_loopback(host: str) -> bool:
 
 def add_flags(parser) -> None:
     """The `tunebench serve` flags (kept here, beside the options they fill)."""
-    import os
 
     p = parser
     p.add_argument("--model", required=True, help="base model: a packaged name, a local folder or a hub id")

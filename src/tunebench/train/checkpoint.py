@@ -96,7 +96,7 @@ class Checkpointer:
                 tmp / STATE,
             )
             for name in (WEIGHTS, STATE):
-                _fsync(tmp / name)
+                fsync_file(tmp / name)
             meta = {"format": FORMAT, "tag": self.tag, "step": step, "stats": stats, "extra": self.extra()}
             _write_synced(tmp / META, json.dumps(meta))  # last: its presence means the rest is complete
         except BaseException:  # a full disk, say: the previous checkpoint stays the one to resume from
@@ -169,7 +169,7 @@ def _write_synced(path: Path, text: str) -> None:
         os.fsync(f.fileno())
 
 
-def _fsync(path: Path) -> None:
+def fsync_file(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -127,7 +127,7 @@ def train(
         start, before = time.perf_counter(), stats.seconds
         for step in range(stats.steps, steps):
             # averaged over the processes, so that every process takes the same NaN decision below
-            step_loss = distributed.mean(_step(model, loss_fn, stream, budget, device, bf16, stats))
+            step_loss = distributed.mean(accumulate_step(model, loss_fn, stream, budget, device, bf16, stats))
             if not math.isfinite(step_loss):
                 raise TrainingError(
                     f"the loss became {step_loss} at step {step + 1}; try a lower learning rate"
@@ -154,7 +154,9 @@ def train(
     return stats
 
 
-def _step(model, loss_fn: LossFn, stream, budget: Budget, device, bf16: bool, stats: TrainStats) -> float:
+def accumulate_step(
+    model, loss_fn: LossFn, stream, budget: Budget, device, bf16: bool, stats: TrainStats
+) -> float:
     """One optimizer step's forward and backward passes (grad_accum micro-batches); the mean loss."""
     step_loss = 0.0
     for _ in range(budget.grad_accum):

@@ -6,6 +6,8 @@ own high-water mark cannot be reset between phases). On CUDA, torch's allocator 
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import gc
 import threading
 
@@ -18,12 +20,8 @@ def release_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-    try:
-        import ctypes
-
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass  # not glibc: nothing to trim
 
 
 class PeakMemory:

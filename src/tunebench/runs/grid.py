@@ -1,0 +1,128 @@
+"""The grid of one experiment: its cells (model × method × seed), what they share, and each cell's config.
+
+`run_experiment` (runner.py) builds a `Grid` once; an executor walks it, choosing each method's learning
+rate first where the method asks for a search (selection.py), and runs every cell (cell.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunebench.config import ExperimentSpec, MethodSpec
+from tunebench.core import store
+from tunebench.core.errors import SpecError
+from tunebench.models import ResolvedModel
+from tunebench.runs.progress import RunProgress
+from tunebench.tasks import Splits, Task
+
+#: Budget fields that matter to a method that does not train; the others are left out of its config, so
+#: that changing the training budget does not redo the prompting runs.
+_INFERENCE_BUDGET = ("max_length", "precision", "eval_batch_size")
+#: Budget fields that change how a run is carried out but not its results: left out of every config.
+_OPERATIONAL_BUDGET = ("checkpoint_every",)
+
+
+@dataclass
+class Cell:
+    """One run: a model, a method (with its budget) and a seed."""
+
+    model: ResolvedModel
+    method: MethodSpec
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return store.run_name(self.model.name, self.method.name, self.seed)
+
+
+def ignore_result(record: dict, folder: Path) -> None:
+    """The default `Grid.on_result`: nobody is listening."""
+
+
+@dataclass
+class Grid:
+    """Everything the runs of one experiment share, and where their records go."""
+
+    spec: ExperimentSpec
+    task: Task
+    splits: Splits
+    models: list[ResolvedModel]
+    exp_dir: Path
+    """Absolute: a Ray worker may start in another folder."""
+    force: bool
+    progress: RunProgress
+    on_result: Callable[[dict, Path], None] = ignore_result
+    """Called in this process with each run's record and folder (the tracker's hook)."""
+
+    @property
+    def total(self) -> int:
+        return len(self.models) * len(self.spec.methods) * len(self.spec.seeds)
+
+    def groups(self) -> Iterator[tuple[ResolvedModel, MethodSpec, list[tuple[int, int]]]]:
+        """(model, method, [(index in the grid from 1, seed), …]) in grid order."""
+        index = 0
+        for model in self.models:
+            for method in self.spec.methods:
+                seeds = [(index + i + 1, seed) for i, seed in enumerate(self.spec.seeds)]
+                index += len(seeds)
+                yield model, method, seeds
+
+    def config(self, cell: Cell) -> dict[str, Any]:
+        """The cell's resolved config, written to its config.json; its hash says whether a run is finished."""
+        return cell_config(cell, self.spec, self.task, self.splits)
+
+    def finished(self, cell: Cell) -> tuple[str, dict | None]:
+        """The cell's config hash, and its earlier result when it finished with the same config."""
+        digest = store.config_hash(self.config(cell))
+        folder = self.exp_dir / cell.name
+        if not self.force and store.is_finished(folder, digest):
+            return digest, store.read_result(folder / store.RESULT)
+        return digest, None
+
+    def for_worker(self) -> Grid:
+        """What a Ray task needs of the grid: no hook or progress bound to this process."""
+        return dataclasses.replace(self, progress=RunProgress(), on_result=ignore_result)
+
+
+def cell_config(cell: Cell, spec: ExperimentSpec, task: Task, splits: Splits) -> dict[str, Any]:
+    budget = dataclasses.asdict(cell.method.budget)
+    for key in _OPERATIONAL_BUDGET:
+        del budget[key]
+    if not cell.method.trains:
+        budget = {k: budget[k] for k in _INFERENCE_BUDGET}
+    return {
+        "experiment": spec.name,
+        "model": cell.model.name,
+        "model_path": cell.model.path,
+        "task": {
+            "name": task.name,
+            "registered_as": spec.task.name,
+            **spec.task.options,
+            "data_fingerprint": splits.fingerprint(),
+            "sizes": {"train": len(splits.train), "dev": len(splits.dev), "test": len(splits.test)},
+        },
+        "method": {"name": cell.method.name, **cell.method.all_options()},
+        "budget": budget,
+        "seed": cell.seed,
+    }
+
+
+def needs_lr_search(method_spec: MethodSpec) -> bool:
+    return bool(method_spec.trains and method_spec.budget.lr_grid)
+
+
+def check_dev_split(spec: ExperimentSpec, splits: Splits) -> None:
+    """Selection and dev curves score the dev split: say so before anything runs if it is empty."""
+    if splits.dev:
+        return
+    for m in spec.methods:
+        for key in ("lr_grid", "dev_every", "early_stopping"):
+            if getattr(m.budget, key):
+                raise SpecError(
+                    f"{spec.source}: methods ({m.name}).{key} needs a dev split, and the task's is "
+                    "empty; give the task a dev_size (or dev_fraction)"
+                )
