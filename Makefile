@@ -27,11 +27,13 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/tunebench compare
 
+# The layers (lint-imports, pyproject.toml), the style (ruff) and the tests: what CI runs.
 test: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
 
 bench: setup
 	$(BIN)/python bench/default_experiment.py

@@ -2,10 +2,13 @@
 
 Keys (all present; values may be null where a method has nothing to report):
   schema           1
-  status           "ok" or "failed"; `error` says why a run failed, and `failed_files` names the folder
-                   (failed-<UTC time>/) its partial files were moved to (null when it left none)
+  status           "ok" or "failed"
+  error            why a run failed (null when it did not)
+  failed_files     null, or for a failed run the folder (failed-<UTC time>/) its partial files were moved
+                   to (null when it left none)
   experiment, model, task, method, seed
-  config           the resolved config of the run; config_hash identifies it
+  config           the resolved config of the run
+  config_hash      identifies the config: a finished run with the same hash is not redone
   primary_metric   the metric the leaderboard ranks by ("exact_match" or "accuracy")
   metrics          metric name → value in [0, 1]
   ci95             [low, high] 95% bootstrap interval of the primary metric
@@ -52,7 +55,8 @@ Keys (all present; values may be null where a method has nothing to report):
   reused           absent, or {from: "learning-rate selection", path}: this run's training is the
                    selection winner's (same seed, same whole budget), evaluated on test without training
                    it again
-  artifact         path (relative to the run folder), bytes
+  artifact         path (relative to the run folder), bytes; for a method trained by an objective the
+                   folder also holds objective.json (what its answers depend on besides the weights)
   wall_seconds     the whole run: loading, training, evaluation, export
   task_info        the task's description (options, kind, label set)
   env              python, packages, device, cpu, git sha, time
@@ -61,6 +65,7 @@ Keys (all present; values may be null where a method has nothing to report):
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import time
 from functools import cache
@@ -71,6 +76,16 @@ from typing import Any
 import torch
 
 SCHEMA = 1
+
+
+def documented_keys() -> set[str]:
+    """The keys this module's docstring documents (a test holds result.json to them)."""
+    keys: set[str] = set()
+    for line in (__doc__ or "").splitlines():
+        match = re.match(r"^  ([a-z_0-9]+(?:, [a-z_0-9]+)*)(?:\s{2,}|$)", line)
+        if match:
+            keys.update(match.group(1).split(", "))
+    return keys
 
 
 def base_record(config: dict[str, Any], digest: str) -> dict[str, Any]:
