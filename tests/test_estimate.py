@@ -9,7 +9,7 @@ import pytest
 
 from tunebench.core.errors import SpecError, TunebenchError, UnknownNameError
 from tunebench.estimate import Setting, estimate, resolve_arch, resolve_device
-from tunebench.estimate.costs import METHOD_COSTS, method_options
+from tunebench.estimate.costs import estimable_methods, method_cost, method_options
 from tunebench.estimate.model import GIB
 from tunebench.estimate.shapes import from_config
 
@@ -129,7 +129,7 @@ def test_low_rank_and_prompt_parameter_counts_match_peft():
         torch.manual_seed(0)
         model = get_peft_model(LlamaForCausalLM(cfg), config)
         peft_count = sum(p.numel() for p in model.parameters() if p.requires_grad)
-        assert METHOD_COSTS[name].added(arch, method_options(name, options)) == peft_count, name
+        assert method_cost(name).declared.added(arch, method_options(name, options)) == peft_count, name
 
 
 # ---- the papers' figures --------------------------------------------------------------------------------
@@ -183,14 +183,16 @@ def test_lora_paper_gpt3_175b_memory_and_checkpoint():
 
 def test_orderings_that_must_hold():
     arch, gpu = resolve_arch("7B"), resolve_device("A100-80GB")
-    e = {m: estimate(arch, m, gpu) for m in METHOD_COSTS}
+    e = {m: estimate(arch, m, gpu) for m in estimable_methods()}
     assert e["qlora"].peak < e["lora"].peak < e["full"].peak
     assert e["zero-shot"].peak < e["lora"].peak
     assert e["partial"].trainable < e["full"].trainable
     assert e["full"].flops_per_token == pytest.approx(6 * arch.params, rel=0.1)  # Kaplan's 6N
     assert e["lora"].flops_per_token < e["full"].flops_per_token
     for name, est in e.items():
-        if METHOD_COSTS[name].backprop_layers(arch, method_options(name, {})):  # gradients flow into blocks
+        if method_cost(name).declared.backprop_layers(
+            arch, method_options(name, {})
+        ):  # gradients flow into blocks
             assert est.memory["activations_ckpt"] < est.memory["activations"], name
             assert est.flops_per_token_ckpt > est.flops_per_token, name
         assert est.seconds > 0
@@ -426,3 +428,31 @@ def test_cli_bad_input_is_one_clear_line(capsys, argv, message):
 
 def test_errors_are_tunebench_errors():
     assert issubclass(UnknownNameError, TunebenchError) and issubclass(SpecError, TunebenchError)
+
+
+def test_every_registered_method_declares_its_cost():
+    """One source per method: the estimator has no table of its own, so a method without a declared cost
+    would be missing from `tunebench estimate`."""
+    from tunebench.methods import METHODS
+
+    missing = [name for name, cls in METHODS.items() if cls.cost is None]
+    assert not missing, f"declare Method.cost (methods/cost.py) for: {missing}"
+    assert estimable_methods() == list(METHODS)
+    arch, gpu = resolve_arch("tiny-llama"), resolve_device("A100-80GB")
+    for name in METHODS:  # each estimates on its own default options
+        assert estimate(arch, name, gpu).peak > 0, name
+
+
+def test_estimator_options_are_the_methods_own(capsys):
+    from tunebench.cli.main import main
+
+    # alpha is a LoRA option that does not change the cost: accepted, as in a spec
+    assert (
+        main(["estimate", "--model", "7B", "--method", "lora,qlora", "--opt", "r=8", "--opt", "alpha=16"])
+        == 0
+    )
+    assert main(["estimate", "--model", "7B", "--method", "probe", "--classes", "77", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "315469" in out  # the probe's head: 4096 × 77 weights + 77 biases
+    assert main(["estimate", "--model", "7B", "--method", "lora", "--opt", "rr=8"]) == 2
+    assert "Did you mean 'r'?" in capsys.readouterr().err

@@ -263,7 +263,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         optimizer=args.optimizer,
         mfu=args.mfu,
     )
-    result = plan(args.model, args.method, args.device, setting, _key_values(args.opt or [], "--opt"))
+    result = plan(
+        args.model, args.method, args.device, setting, _key_values(args.opt or [], "--opt"), args.classes
+    )
     if args.json:
         out.print_json(json.dumps(to_json(result)))
     else:
@@ -375,6 +377,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         metavar="KEY=VALUE",
         help="method option, e.g. r=8, target_modules=q,v, blocks=4",
+    )
+    p.add_argument(
+        "--classes",
+        type=int,
+        default=0,
+        help="a classification head over this many classes instead of the LM head (the probe's: 2 if unset)",
     )
     p.add_argument("--json", action="store_true", help="print the estimates as JSON")
     p.set_defaults(func=cmd_estimate)

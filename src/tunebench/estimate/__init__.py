@@ -7,12 +7,24 @@ config, a packaged model or a preset (`resolve_arch`), the device from a table o
 `estimate_for_result` adds a target-size estimate to a comparison's result record.
 """
 
-from tunebench.estimate.costs import METHOD_COSTS, method_cost, method_options
+from tunebench.estimate.costs import estimable_methods, method_cost, method_options
 from tunebench.estimate.devices import DEVICES, Device, resolve_device
 from tunebench.estimate.model import PRECISIONS, Estimate, Setting, estimate
-from tunebench.estimate.shapes import PRESETS, Arch, resolve_arch
+from tunebench.estimate.shapes import PRESETS, resolve_arch
+from tunebench.models.arch import Arch
 
 __all__ = [
-    "DEVICES", "METHOD_COSTS", "PRECISIONS", "PRESETS", "Arch", "Device", "Estimate", "Setting",
-    "estimate", "method_cost", "method_options", "resolve_arch", "resolve_device",
+    "DEVICES",
+    "PRECISIONS",
+    "PRESETS",
+    "Arch",
+    "Device",
+    "Estimate",
+    "Setting",
+    "estimable_methods",
+    "estimate",
+    "method_cost",
+    "method_options",
+    "resolve_arch",
+    "resolve_device",
 ]  # fmt: skip

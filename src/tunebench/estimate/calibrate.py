@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.config import default_spec_path, keep_methods, load_yaml, parse_spec
-from tunebench.estimate.costs import METHOD_COSTS
 from tunebench.estimate.devices import CPU_DYNAMIC_SLACK, cpu_device
 from tunebench.estimate.from_result import estimate_run
 from tunebench.methods import METHODS
@@ -117,7 +116,7 @@ def calibration_rows(
     for r in results:
         if r.get("model") == BASELINE_MODEL or r.get("status") != "ok" or not r.get("train"):
             continue
-        if r["method"] not in METHOD_COSTS:
+        if r["method"] not in METHODS:  # an objective's phases are not modelled
             continue
         e = estimate_run(r, device)
         measured = r["train"]["peak_rss_mb"]
@@ -132,9 +131,8 @@ def calibration_rows(
 
 
 def trained_methods() -> list[str]:
-    """Registered methods that train and have a cost model: what calibration can compare."""
-
-    return [m for m in METHODS if m in METHOD_COSTS and METHOD_COSTS[m].trains]
+    """Registered methods that train: what calibration can compare."""
+    return [m for m, cls in METHODS.items() if cls.trains]
 
 
 def measure(

@@ -14,16 +14,16 @@ from typing import Any
 
 from tunebench.core.errors import TunebenchError
 from tunebench.core.typed import build
-from tunebench.estimate.costs import METHOD_COSTS, method_cost
+from tunebench.estimate.costs import method_cost
 from tunebench.estimate.devices import Device, resolve_device
 from tunebench.estimate.model import GIB, Estimate, Setting, estimate
-from tunebench.estimate.shapes import Arch, resolve_arch
+from tunebench.estimate.shapes import resolve_arch
 from tunebench.methods import METHODS
+from tunebench.models.arch import Arch
 
 
 def cost_options(method: str, recorded: dict[str, Any]) -> Any:
-    """The cost model's options from a method's recorded options. The cost model names its options as the
-    methods do; the ones that do not change the cost (learning rate, alpha, dropout, head …) are dropped."""
+    """The method's options as the run recorded them (a key no longer among them is dropped)."""
     cost = method_cost(method)
     wanted = {f.name for f in dataclasses.fields(cost.Options)}
     return build(
@@ -98,7 +98,9 @@ def estimate_for_result(result: dict[str, Any], target_model: str, target_device
         "target_device": device.name,
         "method": result["method"],
     }
-    if result["method"] not in METHOD_COSTS:
+    if (
+        result["method"] not in METHODS
+    ):  # `lora+dpo`: an objective's phases (a reference model …) are not modelled
         return {**out, "available": False, "reason": f"no cost model for {result['method']!r}"}
     try:
         options = cost_options(result["method"], _recorded_options(result))

@@ -19,10 +19,10 @@ from __future__ import annotations
 from typing import Any
 
 from tunebench.core.errors import TunebenchError
-from tunebench.estimate.costs import METHOD_COSTS
 from tunebench.estimate.devices import Device, cpu_device, resolve_device
 from tunebench.estimate.from_result import estimate_for_result, estimate_run
 from tunebench.estimate.shapes import resolve_arch
+from tunebench.methods import METHODS
 from tunebench.report import fmt
 from tunebench.report.data import Column, ReportData
 from tunebench.report.table import Entry
@@ -106,7 +106,7 @@ class InReport:
 def _calibration_cell(entry: Entry, results: list[dict[str, Any]]) -> str | None:
     """The estimate of the first finished seed as it ran (seeds share shapes and options)."""
     result = next((r for r in results if r.get("status") == "ok" and r.get("train")), None)
-    if result is None or result["method"] not in METHOD_COSTS:
+    if result is None or result["method"] not in METHODS:
         return None
     try:
         est = estimate_run(result, _device_of(result))

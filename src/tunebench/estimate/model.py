@@ -37,7 +37,8 @@ from tunebench.core.errors import SpecError, did_you_mean
 from tunebench.core.typed import require
 from tunebench.estimate.costs import MethodCost, method_cost, method_options
 from tunebench.estimate.devices import Device
-from tunebench.estimate.shapes import Arch
+from tunebench.methods.cost import NF4_BLOCK
+from tunebench.models.arch import Arch
 
 GIB = 2**30
 
@@ -185,11 +186,11 @@ def estimate(
     setting.check()
     cost = method_cost(method)
     opts = options if isinstance(options, cost.Options) else method_options(method, options)
-    cost.check(arch, opts, f"--opt ({method})")
+    cost.declared.check(arch, opts, f"--opt ({method})")
     p = PRECISIONS[setting.precision]
-    if cost.compute_bytes:
-        p = replace(p, frozen=cost.compute_bytes, act=cost.compute_bytes)
-    base_trained, added = cost.base_trained(arch, opts), cost.added(arch, opts)
+    if cost.declared.compute_bytes:
+        p = replace(p, frozen=cost.declared.compute_bytes, act=cost.declared.compute_bytes)
+    base_trained, added = cost.declared.base_trained(arch, opts), cost.declared.added(arch, opts)
     trainable = base_trained + added
     mem = _memory(arch, cost, opts, setting, device, p, base_trained, added)
     fpt, fpt_ckpt = _flops_per_token(arch, cost, opts, setting, base_trained, added)
@@ -205,7 +206,7 @@ def estimate(
         peak=_peak(mem, setting.grad_accum, checkpointed=False),
         peak_ckpt=_peak(mem, setting.grad_accum, checkpointed=True),
         device_bytes=int(device.memory_gib * GIB),
-        artifact_bytes=cost.artifact(arch, opts) * (p.trained if cost.trains else 4),
+        artifact_bytes=cost.declared.artifact(arch, opts) * (p.trained if cost.trains else 4),
         flops_per_token=fpt,
         flops_per_token_ckpt=fpt_ckpt,
         seconds=setting.tokens * fpt / throughput if throughput else None,
@@ -258,9 +259,9 @@ def _weights(
     arch: Arch, cost: MethodCost, opts: Any, p: Precision, base_trained: int, added: int
 ) -> dict[str, int]:
     frozen = arch.params - base_trained
-    if not cost.quantized_base:
+    if not cost.declared.quantized_base:
         return {"weights": frozen * p.frozen + (base_trained + added) * p.trained, "quantization": 0}
-    codes, constants = nf4_bytes(arch.linear_params, opts.block, opts.double_quant)
+    codes, constants = nf4_bytes(arch.linear_params, NF4_BLOCK, opts.double_quant)
     unquantized = frozen - arch.linear_params  # embeddings, norms, head stay 16-bit
     return {"weights": codes + unquantized * p.frozen + added * p.trained, "quantization": constants}
 
@@ -269,15 +270,17 @@ def _activations(
     arch: Arch, cost: MethodCost, opts: Any, s: Setting, p: Precision, weights_trained: bool
 ) -> tuple[int, int, int]:
     """(activations, activations with checkpointing, logits) in bytes."""
-    seq = s.seq_len + cost.extra_tokens(arch, opts)
+    seq = s.seq_len + cost.declared.extra_tokens(arch, opts)
     tokens = s.batch * seq
-    own = cost.block_activations(arch, opts)
+    own = cost.declared.block_activations(arch, opts)
     per_layer = layer_elements(arch, weights_trained, own) * tokens * p.act
-    transient = cost.transient(arch, opts) * p.act
-    layers = cost.backprop_layers(arch, opts)
+    transient = cost.declared.transient(arch, opts) * p.act
+    layers = cost.declared.backprop_layers(arch, opts)
     if layers == 0:  # inference: one block's working set, and a KV cache where the method generates
         kv = (
-            2 * arch.layers * arch.kv_dim * tokens * p.act if cost.generates and arch.kind == "decoder" else 0
+            2 * arch.layers * arch.kv_dim * tokens * p.act
+            if cost.declared.generates and arch.kind == "decoder"
+            else 0
         )
         return per_layer + kv, per_layer + kv, 0
     outer = 3 * arch.hidden * tokens * p.act  # final norm and the head's input
@@ -292,14 +295,14 @@ def _flops_per_token(
     arch: Arch, cost: MethodCost, opts: Any, s: Setting, base_trained: int, added: int
 ) -> tuple[float, float]:
     """(FLOPs per token, with checkpointing): forward, backward through the kept blocks, weight gradients."""
-    seq = s.seq_len + cost.extra_tokens(arch, opts)
+    seq = s.seq_len + cost.declared.extra_tokens(arch, opts)
     head = arch.outputs * arch.hidden if arch.kind == "decoder" or arch.classes else 0
     attention = 2 * seq * arch.q_dim  # per block: QKᵀ and A·V (Kaplan's 2·n_ctx·d_attn)
     block = 2 * arch.layer_linear_params() + attention
     forward = arch.layers * block + 2 * head + 2 * added
     if not cost.trains:
         return float(forward), float(forward)
-    layers = cost.backprop_layers(arch, opts)
+    layers = cost.declared.backprop_layers(arch, opts)
     if layers == 0:  # a head on frozen features: the forward pass dominates
         return float(forward), float(forward)
     backward = layers * block + 2 * head + 2 * base_trained + 4 * added

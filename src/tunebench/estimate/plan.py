@@ -7,16 +7,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunebench.core.errors import SpecError, did_you_mean
-from tunebench.estimate.costs import METHOD_COSTS, method_cost, method_options
+from tunebench.estimate.costs import estimable_methods, method_cost, method_options
 from tunebench.estimate.devices import Device, resolve_device
 from tunebench.estimate.model import Estimate, Setting, estimate
-from tunebench.estimate.shapes import Arch, resolve_arch
+from tunebench.estimate.shapes import resolve_arch
+from tunebench.models.arch import Arch
 
 
 def split_methods(text: str) -> list[str]:
     names = [m.strip() for m in text.split(",") if m.strip()]
     if names == ["all"]:
-        return list(METHOD_COSTS)
+        return estimable_methods()
     if not names:
         raise SpecError("--method: name at least one method (or all)")
     for name in names:
@@ -45,9 +46,16 @@ class Plan:
     estimates: list[Estimate]
 
 
-def plan(model: str, methods: str, device: str, setting: Setting, opts: dict[str, Any]) -> Plan:
-    """One estimate per method for `model` on `device`."""
+def plan(
+    model: str, methods: str, device: str, setting: Setting, opts: dict[str, Any], classes: int = 0
+) -> Plan:
+    """One estimate per method for `model` on `device`; `classes` > 0: a classification head over that many
+    classes in place of the LM head (`head: classifier`, and the probe's head)."""
+    if classes < 0 or classes == 1:
+        raise SpecError(f"--classes {classes}: a classification head needs at least 2 classes (0: none)")
     arch = resolve_arch(model)
+    if classes:
+        arch = dataclasses.replace(arch, classes=classes)
     dev = resolve_device(device)
     setting.check()
     names = split_methods(methods)

@@ -9,6 +9,7 @@ import torch
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.bottleneck import ACTIVATIONS, insert_adapters
+from tunebench.methods.cost import Cost, adapter_activations, adapter_params, check_adapter
 from tunebench.methods.tuning import ModelMethod, ModelOptions
 
 
@@ -43,6 +44,13 @@ class Adapter(ModelMethod):
     summary = "insert small down/up-projection modules after attention and MLP (Houlsby) or MLP (Pfeiffer)"
     trains = True
     Options = AdapterOptions
+    cost = Cost(
+        "bottleneck adapters inside every block",
+        added=adapter_params,
+        artifact=adapter_params,
+        block_activations=adapter_activations,
+        check=check_adapter,
+    )
     recipe = Recipe(
         lr=1e-3,
         lr_grid=(3e-4, 1e-3, 3e-3, 1e-2),

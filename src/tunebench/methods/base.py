@@ -18,6 +18,7 @@ import torch
 
 from tunebench.core.errors import UnsupportedError
 from tunebench.core.registry import Registry
+from tunebench.methods.cost import Cost
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Splits, Task
 from tunebench.train.budget import Budget
@@ -102,6 +103,8 @@ class Method(ABC):
     Options: ClassVar[type] = NoOptions
     recipe: ClassVar[Recipe | None] = None
     """The training defaults (every method that trains declares one; `tunebench methods` lists them)."""
+    cost: ClassVar[Cost | None] = None
+    """What it costs at any size, for the estimator (methods/cost.py); every registered method declares one."""
     objective: TrainingObjective | None = None
     """The training objective this method hands its `fit` to (None: the task's gold targets)."""
 

@@ -15,12 +15,24 @@ from safetensors.torch import load_file
 from tunebench.core.errors import UnsupportedError
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Recipe
+from tunebench.methods.cost import (
+    Cost,
+    all_weights,
+    check_partial,
+    partial_depth,
+    partial_trained,
+    partial_transient,
+    tied_embedding_grad,
+)
 from tunebench.methods.tuning import ModelMethod, ModelOptions
 
 
 @METHODS.register("full")
 class Full(ModelMethod):
     name = "full"
+    cost = Cost(
+        "every weight trained", base_trained=all_weights, artifact=all_weights, transient=tied_embedding_grad
+    )
     updates = "all weights"
     access = "white box"
     summary = "train every weight; the strongest and the most costly in memory and storage"
@@ -80,6 +92,14 @@ class Partial(ModelMethod):
     summary = "fine-tuning I: train the last k transformer blocks and the output head, freeze the rest"
     trains = True
     Options = PartialOptions
+    cost = Cost(
+        "the last k blocks and (by default) the output head trained",
+        base_trained=partial_trained,
+        backprop_layers=partial_depth,
+        transient=partial_transient,
+        artifact=partial_trained,
+        check=check_partial,
+    )
     recipe = Recipe(
         lr=5e-5,
         lr_grid=(2e-5, 5e-5, 1e-4, 2e-4),

@@ -17,6 +17,7 @@ import torch
 from tunebench.core.errors import UnsupportedError
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context
+from tunebench.methods.cost import Cost, zero
 from tunebench.methods.prompting import PromptingMethod
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Example, Task
@@ -40,6 +41,7 @@ class LogProb(PromptingMethod):
     access = "gray box"
     summary = "score every label's log-probability after the prompt and pick the best; no generation"
     Options = LogprobOptions
+    cost = Cost("inference only: one forward pass scoring each label's log-probability", backprop_layers=zero)
 
     def check(self, task: Task, model: ResolvedModel) -> None:
         super().check(task, model)

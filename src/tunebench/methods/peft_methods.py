@@ -15,6 +15,21 @@ import torch
 
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Recipe
+from tunebench.methods.cost import (
+    Cost,
+    check_rank,
+    dora_activations,
+    dora_params,
+    dora_transient,
+    ia3_activations,
+    ia3_params,
+    largest_matrix,
+    lora_activations,
+    lora_params,
+    prefix_params,
+    prompt_params,
+    virtual_tokens,
+)
 from tunebench.methods.tuning import ModelMethod, ModelOptions
 
 
@@ -73,6 +88,13 @@ class Lora(PeftMethod):
     updates = "low-rank adapters on linear layers"
     summary = "train rank-r updates B·A beside frozen weights (PEFT); megabytes per task"
     Options = LoraOptions
+    cost = Cost(
+        "rank-r updates B·A beside frozen weights",
+        added=lora_params,
+        artifact=lora_params,
+        block_activations=lora_activations,
+        check=check_rank,
+    )
     use_dora: ClassVar[bool] = False
     # DoRA and QLoRA inherit it: they differ from LoRA in the weight decomposition or the base's storage,
     # and comparing them at LoRA's rate isolates that difference (QLoRA's paper uses 2e-4 at 7B-13B).
@@ -111,6 +133,20 @@ class Dora(Lora):
     updates = "low-rank direction + magnitude"
     summary = "LoRA on the direction of each weight plus a trained magnitude vector (PEFT)"
     use_dora = True
+    cost = Cost(
+        "LoRA plus a learned magnitude per output; forms W + BA in the forward",
+        added=dora_params,
+        artifact=dora_params,
+        block_activations=dora_activations,
+        transient=dora_transient,
+        check=check_rank,
+    )
+
+
+@dataclass
+class QLoraOptions(LoraOptions):
+    double_quant: bool = True
+    """Quantize the quantization constants too (QLoRA's double quantization: about 0.37 bits a weight saved)."""
 
 
 @METHODS.register("qlora")
@@ -126,6 +162,17 @@ class QLora(Lora):
     name = "qlora"
     updates = "low-rank adapters over a 4-bit base"
     summary = "LoRA on a frozen NF4-quantized base (bitsandbytes); least memory for the base"
+    Options = QLoraOptions
+    cost = Cost(
+        "LoRA on a 4-bit NF4 base (double-quantized constants unless double_quant: false)",
+        added=lora_params,
+        artifact=lora_params,
+        quantized_base=True,
+        compute_bytes=2,
+        block_activations=lora_activations,
+        transient=largest_matrix,
+        check=check_rank,
+    )
 
     def load_kwargs(self, ctx: Context) -> dict[str, Any]:
         from transformers import BitsAndBytesConfig
@@ -139,7 +186,7 @@ class QLora(Lora):
         config = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
+            bnb_4bit_use_double_quant=self.options.double_quant,
             bnb_4bit_compute_dtype=torch.bfloat16,
             llm_int8_skip_modules=["lm_head", "classifier", "score", "pooler"],
         )
@@ -166,6 +213,12 @@ class Ia3(PeftMethod):
     updates = "scaling vectors on keys, values, MLP"
     summary = "learn per-channel rescaling vectors (PEFT); a few thousand parameters"
     Options = Ia3Options
+    cost = Cost(
+        "learned rescaling vectors on keys, values and the MLP activation",
+        added=ia3_params,
+        artifact=ia3_params,
+        block_activations=ia3_activations,
+    )
     recipe = Recipe(
         lr=3e-3,
         lr_grid=(1e-3, 3e-3, 1e-2),
@@ -223,6 +276,7 @@ class Prefix(VirtualTokenMethod):
     updates = "key/value prefix at every layer"
     summary = "learn virtual key/value tokens prepended in every attention layer (PEFT)"
     config_class = "PrefixTuningConfig"
+    cost = Cost("learned key/value prefixes at every block", added=prefix_params, artifact=prefix_params)
     recipe = Recipe(
         lr=1e-2,
         lr_grid=(3e-3, 1e-2, 3e-2),
@@ -239,6 +293,12 @@ class PromptTuning(VirtualTokenMethod):
     updates = "soft prompt embeddings"
     summary = "learn the embeddings of virtual tokens placed before the input (PEFT)"
     config_class = "PromptTuningConfig"
+    cost = Cost(
+        "a learned soft prompt before the input",
+        added=prompt_params,
+        artifact=prompt_params,
+        extra_tokens=virtual_tokens,
+    )
     recipe = Recipe(
         lr=3e-2,
         lr_grid=(1e-2, 3e-2, 1e-1),

@@ -22,6 +22,7 @@ from safetensors.numpy import load_file, save_file
 from tunebench.core.errors import UnsupportedError
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Method, count_parameters
+from tunebench.methods.cost import Cost, probe_params, zero
 from tunebench.methods.pooling import (
     POOLINGS,
     Pooling,
@@ -92,6 +93,12 @@ class Probe(Method):
     access = "white box"
     summary = "feature-based: logistic regression on the frozen model's pooled representation (cached)"
     Options = ProbeOptions
+    cost = Cost(
+        "frozen features (inference) and a linear head fitted apart",
+        added=probe_params,
+        backprop_layers=zero,
+        artifact=probe_params,
+    )
 
     def check(self, task: Task, model: ResolvedModel) -> None:
         if task.kind != "classification":

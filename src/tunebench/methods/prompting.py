@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, NoOptions, write_json
+from tunebench.methods.cost import Cost, zero
 from tunebench.methods.remote import EndpointBackend
 from tunebench.methods.tuning import ModelMethod
 from tunebench.models.zoo import ResolvedModel
@@ -170,6 +171,11 @@ class ZeroShot(PromptingMethod):
     name = "zero-shot"
     Options = NoOptions
     summary = "describe the task in an instruction; no examples, no training"
+    cost = Cost(
+        "inference only: the weights, a KV cache and one block's working set",
+        generates=True,
+        backprop_layers=zero,
+    )
 
 
 @METHODS.register("few-shot")
@@ -177,6 +183,9 @@ class FewShot(PromptingMethod):
     name = "few-shot"
     summary = "instruction plus k solved examples from the training split in the prompt; no training"
     Options = FewShotOptions
+    cost = Cost(
+        "inference only; set --seq-len to the prompt with its shots", generates=True, backprop_layers=zero
+    )
 
     def choose_shots(self, ctx: Context) -> list[Example]:
         k = min(self.options.k, len(ctx.splits.train))
