@@ -148,7 +148,7 @@ class Endpoint:
     def client(self):
         if self._client is None:
             try:
-                import openai
+                import openai  # lazy: optional extra [teacher]
             except ImportError:
                 raise TunebenchError(
                     "talking to an OpenAI-compatible endpoint needs the openai package: "
@@ -184,7 +184,7 @@ class Endpoint:
 
     def _send(self, body: dict[str, Any]) -> Completion:
         client = self.client()  # first: it says what to install when the openai package is missing
-        import openai
+        import openai  # lazy: optional extra [teacher]
 
         o = self.options
         create = client.chat.completions.create if o.api == "chat" else client.completions.create
@@ -216,7 +216,7 @@ class Endpoint:
         return min(MAX_BACKOFF_S, wait) * random.uniform(1.0, 1.25)
 
     def _failure(self, error: Exception, attempts: int) -> TunebenchError:
-        import openai
+        import openai  # lazy: optional extra [teacher]
 
         o = self.options
         if isinstance(error, openai.APIConnectionError):

@@ -58,8 +58,11 @@ def measure_slack(
     """Anonymous memory a LoRA training forward pass adds, over the bytes autograd keeps alive after it
     (the highest ratio over `steps` forward passes, each from a trimmed heap). Linux only."""
 
-    import torch
-    from peft import LoraConfig, get_peft_model
+    import torch  # lazy: slow import
+    from peft import (  # lazy: slow import
+        LoraConfig,
+        get_peft_model,
+    )
 
     lm = load_causal_lm(resolve_model(model), torch.device("cpu")).requires_grad_(False)
     lm = get_peft_model(

@@ -274,7 +274,7 @@ def _read_json(path: Path, flag: str) -> dict[str, Any]:
 
 def _from_hub(name: str, flag: str) -> Arch:
     try:
-        from transformers import AutoConfig
+        from transformers import AutoConfig  # lazy: slow import
 
         cfg = AutoConfig.from_pretrained(name).to_dict()
     except Exception as e:  # offline, gated or a typo: transformers raises several types

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import save_file
 from torch import nn
 
 from tunebench.evaluate.generate import generate
@@ -171,7 +172,7 @@ class SequenceClassifier(nn.Module):
         labels=None,
         **flags: Any,
     ):
-        from transformers.modeling_outputs import SequenceClassifierOutput
+        from transformers.modeling_outputs import SequenceClassifierOutput  # lazy: slow import
 
         pooled = self.pooled(
             input_ids,
@@ -195,7 +196,6 @@ class SequenceClassifier(nn.Module):
     def save_pretrained(self, folder: str | Path) -> None:
         """config.json (the trunk's, with the labels), model.safetensors (every weight by transformers'
         names) and classifier.json (how the head reads the trunk)."""
-        from safetensors.torch import save_file
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)

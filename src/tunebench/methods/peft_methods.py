@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from safetensors.torch import load_file
 
 from tunebench.core.typed import require
 from tunebench.methods.base import METHODS, Context, Recipe
@@ -41,7 +42,7 @@ class PeftMethod(ModelMethod):
         raise NotImplementedError
 
     def adapt(self, model: torch.nn.Module, ctx: Context) -> torch.nn.Module:
-        from peft import get_peft_model
+        from peft import get_peft_model  # lazy: slow import
 
         return get_peft_model(model, self.peft_config(ctx))
 
@@ -54,8 +55,7 @@ class PeftMethod(ModelMethod):
         self.model.save_pretrained(folder)  # adapter_config.json + adapter_model.safetensors
 
     def load_artifact(self, folder: Path) -> None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
+        from peft import set_peft_model_state_dict  # lazy: slow import
 
         # PEFT matches names itself (and loads virtual-token embeddings into its own prompt encoder).
         set_peft_model_state_dict(self.model, load_file(str(folder / "adapter_model.safetensors")))
@@ -106,7 +106,7 @@ class Lora(PeftMethod):
     )
 
     def peft_config(self, ctx: Context) -> Any:
-        from peft import LoraConfig
+        from peft import LoraConfig  # lazy: slow import
 
         o = self.options
         targets = o.target_modules[0] if o.target_modules == ["all-linear"] else o.target_modules
@@ -175,10 +175,10 @@ class QLora(Lora):
     )
 
     def load_kwargs(self, ctx: Context) -> dict[str, Any]:
-        from transformers import BitsAndBytesConfig
+        from transformers import BitsAndBytesConfig  # lazy: slow import
 
         try:
-            import bitsandbytes  # noqa: F401
+            import bitsandbytes  # noqa: F401 (lazy: optional, QLoRA only)
         except ImportError:
             raise RuntimeError("qlora needs bitsandbytes: pip install bitsandbytes") from None
         # Output layers stay unquantized: a new classification head must train, and the LM head's logits
@@ -227,7 +227,7 @@ class Ia3(PeftMethod):
     )
 
     def peft_config(self, ctx: Context) -> Any:
-        from peft import IA3Config
+        from peft import IA3Config  # lazy: slow import
 
         o = self.options
         return IA3Config(
@@ -261,7 +261,7 @@ class VirtualTokenMethod(PeftMethod):
     """The name of the PEFT config class (imported late: PEFT is slow to import)."""
 
     def peft_config(self, ctx: Context) -> Any:
-        import peft
+        import peft  # lazy: slow import
 
         common = self.common()
         common.pop("modules_to_save")  # prompt-learning configs keep the head trainable by themselves

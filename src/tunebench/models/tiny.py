@@ -43,8 +43,15 @@ def _corpus() -> list[str]:
 
 def build_tokenizer(specials: list[str], bert_style: bool):
     """A byte-level BPE tokenizer trained in milliseconds on a fixed corpus, so it is the same everywhere."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+    from tokenizers import (  # lazy: slow import
+        Tokenizer,
+        decoders,
+        models,
+        pre_tokenizers,
+        processors,
+        trainers,
+    )
+    from transformers import PreTrainedTokenizerFast  # lazy: slow import
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -82,8 +89,11 @@ def build_tokenizer(specials: list[str], bert_style: bool):
 
 
 def _build_tiny_llama(out: Path) -> None:
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    import torch  # lazy: slow import
+    from transformers import (  # lazy: slow import
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
 
     tokenizer = build_tokenizer(["<pad>", "<s>", "</s>", "<unk>"], bert_style=False)
     # 64 wide: bitsandbytes' 4-bit CPU kernels need rows of at least one 64-value quantization block.
@@ -106,8 +116,8 @@ def _build_tiny_llama(out: Path) -> None:
 
 
 def _build_tiny_bert(out: Path) -> None:
-    import torch
-    from transformers import BertConfig, BertModel
+    import torch  # lazy: slow import
+    from transformers import BertConfig, BertModel  # lazy: slow import
 
     tokenizer = build_tokenizer(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"], bert_style=True)
     config = BertConfig(

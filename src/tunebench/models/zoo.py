@@ -122,7 +122,7 @@ def _ready_version(folder: Path) -> int | None:
 @contextmanager
 def _library_progress_bars() -> Iterator[None]:
     """Show transformers' own bars (GGUF dequantization, shard writing) while a model is prepared."""
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # lazy: slow import
 
     was_enabled = hf_logging.is_progress_bar_enabled()
     hf_logging.enable_progress_bar()
@@ -147,7 +147,7 @@ def _kind_from_config(config: dict) -> str:
 
 
 def _resolve_hub(name: str) -> ResolvedModel:
-    from transformers import AutoConfig
+    from transformers import AutoConfig  # lazy: slow import
 
     try:
         config = AutoConfig.from_pretrained(name)

@@ -166,9 +166,15 @@ class Dpo(Objective):
         return pairs
 
     def _dpo(self, method: ModelMethod, ctx: Context, pairs: list[Pair], steps_before: int) -> TrainStats:
-        from datasets import Dataset, load_from_disk
-        from peft import PeftModel
-        from trl import DPOConfig, DPOTrainer
+        from datasets import (  # lazy: slow import (dpo, rl only)
+            Dataset,
+            load_from_disk,
+        )
+        from peft import PeftModel  # lazy: slow import
+        from trl import (  # lazy: slow import (dpo, rl only)
+            DPOConfig,
+            DPOTrainer,
+        )
 
         model = method.model
         is_peft = isinstance(model, PeftModel)

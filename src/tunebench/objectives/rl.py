@@ -79,8 +79,11 @@ class Rl(Objective):
             raise UnsupportedError(f"rl rewards generated answers; {task.name} is a {task.kind} task")
 
     def fit(self, method: ModelMethod, ctx: Context) -> TrainStats:
-        from datasets import Dataset
-        from trl import GRPOConfig, GRPOTrainer
+        from datasets import Dataset  # lazy: slow import (dpo, rl only)
+        from trl import (  # lazy: slow import (dpo, rl only)
+            GRPOConfig,
+            GRPOTrainer,
+        )
 
         task = ctx.task
         rows = [{"prompt": method.render(task, e.input), "target": e.target} for e in ctx.splits.train]
@@ -142,7 +145,10 @@ class Rl(Objective):
         """(reward function or model, its tokenizer or None) for GRPOTrainer."""
         if not self.options.reward_model:
             return answer_reward(task), None
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from transformers import (  # lazy: slow import
+            AutoModelForSequenceClassification,
+            AutoTokenizer,
+        )
 
         path = resolve_model(self.options.reward_model).path
         model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 def scratch_dir(ctx: Context) -> Iterator[Path]:
     """A temporary folder for TRL's output_dir, inside the run folder when there is one; `datasets`'
     progress bars are off meanwhile (tunebench shows its own progress)."""
-    import datasets
+    import datasets  # lazy: slow import (dpo, rl only)
 
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
@@ -69,7 +69,7 @@ def config_kwargs(budget: Budget, steps: int, ctx: Context, out: Path) -> dict[s
 
 
 def _progress_callback(ctx: Context, losses: list[float], steps_before: int):
-    from transformers import TrainerCallback
+    from transformers import TrainerCallback  # lazy: slow import
 
     class Progress(TrainerCallback):
         """Forwards each step's loss to the run's log and progress bar; stops on a non-finite loss."""
@@ -92,7 +92,10 @@ def run_trainer(trainer: Any, ctx: Context, *, examples_per_step: int, steps_bef
     """Train, timed and under PeakMemory. Tokens are the trainer's own count of non-padding tokens processed
     (DPO: prompt + chosen + rejected; GRPO: prompts + generated completions). `steps_before`: the steps of
     an SFT phase already logged; this phase's steps are logged after them (61, 62, … after 60)."""
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+    from transformers.trainer_callback import (  # lazy: slow import
+        PrinterCallback,
+        ProgressCallback,
+    )
 
     losses: list[float] = []
     for noisy in (PrinterCallback, ProgressCallback):  # tunebench shows its own progress

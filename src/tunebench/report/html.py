@@ -11,6 +11,8 @@ import time
 from importlib import resources
 from typing import Any
 
+import jinja2
+
 from tunebench.report import fmt, svg
 from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData, size_series
 from tunebench.report.pareto import AXES
@@ -161,7 +163,6 @@ def selection_rows(data: ReportData) -> list[dict[str, Any]]:
 
 
 def render(data: ReportData) -> str:
-    import jinja2
 
     palette = colors(data)
     env = jinja2.Environment(

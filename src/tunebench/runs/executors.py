@@ -97,7 +97,7 @@ class _scratch:
 
 def _import_ray():
     try:
-        import ray
+        import ray  # lazy: optional extra [ray]
     except ImportError:
         raise TunebenchError(
             "--executor ray needs Ray, which is not installed: pip install 'tunebench[ray]'"
@@ -120,7 +120,7 @@ def _ray_select(grid: Grid, model: ResolvedModel, method_spec: MethodSpec) -> tu
 def _use_cpus(resources: Resources) -> None:
     """Threads for the cores the task asked for: Ray reserves them but does not stop torch from using
     every core of the node, which would make runs placed side by side slow each other down."""
-    import torch
+    import torch  # lazy: slow import
 
     torch.set_num_threads(max(1, int(resources.cpus)))
 

@@ -50,8 +50,8 @@ def make_tracker(name: str, uri: str | None, exp_dir: Path, experiment: str) -> 
 
 def require_mlflow():
     try:
-        import mlflow  # noqa: F401
-        from mlflow.tracking import MlflowClient
+        import mlflow  # noqa: F401 (lazy: optional extra (mlflow-skinny))
+        from mlflow.tracking import MlflowClient  # lazy: optional extra (mlflow-skinny)
     except ImportError:
         raise TunebenchError(
             "--tracker mlflow needs MLflow, which is not installed: pip install 'tunebench[mlflow]'"
@@ -89,7 +89,7 @@ class MlflowTracker:
             console.print(f"  [yellow]MLflow ({self.uri}) did not take {folder.name}:[/yellow] {e}")
 
     def _log(self, record: dict[str, Any], folder: Path, record_id: str) -> None:
-        from mlflow.entities import Metric, Param, RunTag
+        from mlflow.entities import Metric, Param, RunTag  # lazy: optional extra (mlflow-skinny)
 
         steps, dev = _curves(folder / store.LOG)
         end_ms = (

@@ -8,6 +8,7 @@ worker thread), catalog (served names, admin load/unload), protocol (OpenAI's wi
 routes and middleware), server (assembling and running).
 """
 
+from tunebench.core.errors import TunebenchError
 from tunebench.serve.options import Limits, ServeOptions
 
 __all__ = ["Limits", "ServeOptions", "serve"]
@@ -15,11 +16,9 @@ __all__ = ["Limits", "ServeOptions", "serve"]
 
 def serve(options: ServeOptions) -> None:
     """Run the server until interrupted; see server.serve."""
-    try:
+    try:  # lazy: the server needs the optional web stack (fastapi, uvicorn), which may be absent
         from tunebench.serve.server import serve as run
     except ImportError as e:
-        from tunebench.core.errors import TunebenchError
-
         raise TunebenchError(
             f"tunebench serve needs {e.name or 'its web stack'}: pip install 'tunebench[serve]'"
         ) from None

@@ -83,7 +83,7 @@ def inspect(path: Path) -> Artifact:
 
 
 def _peft(path: Path, run: dict[str, Any] | None, trained_on: str | None) -> Artifact:
-    from peft import PeftConfig
+    from peft import PeftConfig  # lazy: slow import
 
     _require_safetensors(path, ["adapter_model.safetensors"], "adapter")
     try:

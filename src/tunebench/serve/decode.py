@@ -169,7 +169,10 @@ def run_batch(
     bf16: bool,
 ) -> None:
     """Generate every row to its end; `extra` carries the per-row adapter choice (`adapter_names`)."""
-    from transformers import LogitsProcessorList, StoppingCriteriaList
+    from transformers import (  # lazy: slow import
+        LogitsProcessorList,
+        StoppingCriteriaList,
+    )
 
     pad = tokenizer.pad_token_id
     width = max(len(r.prompt_ids) for r in rows)

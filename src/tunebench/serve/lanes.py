@@ -39,7 +39,7 @@ class Loader:
     trust_remote_code: bool = False
 
     def model(self, path: str | Path) -> torch.nn.Module:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # lazy: slow import
 
         dtype = (
             torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
@@ -55,7 +55,7 @@ class Loader:
         return model.to(self.device).eval()
 
     def tokenizer(self, path: str | Path):
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: slow import
 
         tokenizer = AutoTokenizer.from_pretrained(str(path), trust_remote_code=self.trust_remote_code)
         if tokenizer.pad_token is None:
@@ -126,7 +126,7 @@ class SharedLane(Lane):
         'lora' or 'prefix' collides with PEFT's own parameter prefixes), so adapters are numbered."""
         if artifact.kind != "peft" or artifact.prompt_learning:
             raise NotMixable(f"a {artifact.summary} is not an adapter PEFT can mix with others")
-        from peft import PeftModel
+        from peft import PeftModel  # lazy: slow import
 
         name = f"adapter{next(self._numbers)}"
         fresh = self.peft is None
@@ -222,7 +222,7 @@ def own_lane(name: str, artifact: Artifact, base_path: str, loader: Loader, merg
         raise ArtifactError(
             f"{artifact.path}: a {artifact.summary} is served on the shared lane, not its own"
         )
-    from peft import PeftModel
+    from peft import PeftModel  # lazy: slow import
 
     base = loader.model(base_path)
     model = PeftModel.from_pretrained(base, str(artifact.path))  # PEFT's "default" name, never the served one

@@ -31,14 +31,14 @@ import torch.nn.functional as F
 
 
 def lora_linears(peft_model) -> list[torch.nn.Module]:
-    from peft.tuners.lora.layer import LoraLayer
+    from peft.tuners.lora.layer import LoraLayer  # lazy: slow import
 
     return [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
 
 
 def is_plain(peft_model, name: str) -> bool:
     """Whether adapter `name` is plain LoRA on Linear layers, which the stacked path computes exactly."""
-    from peft.tuners.lora.layer import Linear
+    from peft.tuners.lora.layer import Linear  # lazy: slow import
 
     config = peft_model.peft_config.get(name)
     if (

@@ -31,7 +31,7 @@ class Built:
 
 def build(options: ServeOptions) -> Built:
     """Load the base model and every artifact, start the engine's thread, and make the app."""
-    import torch
+    import torch  # lazy: slow import
 
     options.check()
     base = resolve_model(options.model)
@@ -72,7 +72,7 @@ def build(options: ServeOptions) -> Built:
 
 def serve(options: ServeOptions) -> None:
     """Run until interrupted (the `tunebench serve` command)."""
-    import uvicorn
+    import uvicorn  # lazy: optional extra [serve]
 
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -109,7 +109,7 @@ class Background:
     """A server on a loopback port in a thread of this process; `stop()` ends both it and the engine."""
 
     def __init__(self, built: Built, host: str = "127.0.0.1", port: int = 0) -> None:
-        import uvicorn
+        import uvicorn  # lazy: optional extra [serve]
 
         self.built = built
         self._socket = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

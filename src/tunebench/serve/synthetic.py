@@ -23,8 +23,11 @@ def random_lora(
     use_dora: bool = False,
 ) -> Path:
     """Write a LoRA adapter for the model at `base_path` into `out`, with A and B ~ N(0, scale²)."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
+    from peft import (  # lazy: slow import
+        LoraConfig,
+        get_peft_model,
+    )
+    from transformers import AutoModelForCausalLM  # lazy: slow import
 
     model = AutoModelForCausalLM.from_pretrained(str(base_path), dtype=torch.float32)
     config = LoraConfig(

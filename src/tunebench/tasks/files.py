@@ -164,7 +164,7 @@ def _format_name(delimiter: str) -> str:
 
 def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
     try:
-        import pyarrow.parquet as pq
+        import pyarrow.parquet as pq  # lazy: optional extra [parquet]
     except ImportError:
         raise DataError(f"{path}: reading Parquet needs pyarrow (pip install 'tunebench[parquet]')") from None
     try:

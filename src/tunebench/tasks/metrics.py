@@ -22,7 +22,7 @@ def score_exact_match(answers: list[str], gold: list[str]) -> Scores:
 
 def score_classification(answers: list[str], gold: list[str], labels: list[str]) -> Scores:
     """Accuracy and macro-F1 over the task's label set (an answer outside it counts as wrong)."""
-    from sklearn.metrics import f1_score
+    from sklearn.metrics import f1_score  # lazy: slow import
 
     correct = [a == g for a, g in zip(answers, gold, strict=True)]
     macro_f1 = f1_score(gold, answers, labels=labels, average="macro", zero_division=0) if gold else 0.0

@@ -110,7 +110,7 @@ def data_parallel(
     process's slice of the batch, through DDP (which averages the gradients over the processes)."""
     if not launched():
         return loss_fn
-    from torch.nn.parallel import DistributedDataParallel
+    from torch.nn.parallel import DistributedDataParallel  # lazy: slow import
 
     here = device()
     # DDP broadcasts the main process's weights at construction; find_unused_parameters because a method
