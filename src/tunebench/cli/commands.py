@@ -57,7 +57,6 @@ def _key_values(pairs: list[str], flag: str) -> dict[str, Any]:
 
 def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     """The spec as data: the YAML file (or the built-in default), then the flags on top."""
-
     data = load_yaml(args.spec or default_spec_path())
     if args.model:
         data["models"] = [m for item in args.model for m in item.split(",") if m]
@@ -122,12 +121,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _engines(args: argparse.Namespace, spec):
     """The executor and the tracker the flags ask for (each checked before anything runs)."""
-
     if distributed.launched() and args.executor != "local":
         raise SpecError(
             "--executor ray: under torchrun or accelerate launch, runs use the launched processes"
         )
-    if not distributed.distributed.is_main():
+    if not distributed.is_main():
         console.quiet = True  # every process runs the grid; the main one speaks for them
         return make_executor("local"), None
     executor = make_executor(args.executor, args.ray_address)
@@ -216,7 +214,6 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 def _recipes_table(methods: Any) -> Any:
     """Each training method's own defaults, used for the budget fields a spec leaves unset."""
-
     table = Table(
         title="Training defaults (used where the spec sets none; lr_grid: auto searches the grid)",
         title_justify="left",
