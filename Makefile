@@ -27,13 +27,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 demo: setup
 	$(BIN)/tunebench compare
 
-# The layers (lint-imports, pyproject.toml), the style (ruff) and the tests: what CI runs.
+# The style (ruff), the layers (lint-imports), the types (mypy; both configured in pyproject.toml) and the
+# tests: what CI runs.
 test: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports && $(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 lint: setup
-	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/lint-imports && $(BIN)/mypy
 
 bench: setup
 	$(BIN)/python bench/default_experiment.py

@@ -225,8 +225,9 @@ def parse_method(value: Any, budget: Budget, where: str, resources: Resources | 
     budget_keys = field_names(Budget)
     _refuse_unknown_keys(value, name, where, method_keys, objective_keys, budget_keys)
     here = f"{where} ({name})"
-    opts = build(method_cls.Options, {k: v for k, v in value.items() if k in method_keys}, here)
-    objective_opts = None
+    # each method's and objective's own options dataclass (MethodSpec.options, .objective_options: Any)
+    opts: Any = build(method_cls.Options, {k: v for k, v in value.items() if k in method_keys}, here)
+    objective_opts: Any = None
     if objective_cls is not None:
         given = {k: v for k, v in value.items() if k in objective_keys}
         objective_opts = build(objective_cls.Options, given, here)

@@ -206,8 +206,8 @@ def cmd_methods(args: argparse.Namespace) -> int:
     )
     for col in ("name", "options", "summary"):
         objectives.add_column(col)
-    for name, cls in OBJECTIVES.items():
-        objectives.add_row(name, ", ".join(field_names(cls.Options)), cls.summary)
+    for name, objective_cls in OBJECTIVES.items():
+        objectives.add_row(name, ", ".join(field_names(objective_cls.Options)), objective_cls.summary)
     out.print(objectives)
     return 0
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
-from typing import Any, TypeVar, get_args, get_origin
+from typing import Any, TypeVar, cast, get_args, get_origin
 
 from tunebench.core.errors import SpecError, did_you_mean
 
@@ -115,7 +115,7 @@ def coerce(value: Any, tp: Any, where: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise SpecError(f"{where}: expected a mapping of options, got {value!r}")
-        return build(tp, value, where)
+        return build(cast(type, tp), value, where)  # is_dataclass also accepts instances; tp is a class
     return value
 
 

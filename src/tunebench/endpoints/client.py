@@ -20,11 +20,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
 from tunebench.core.typed import build, require
 from tunebench.endpoints.cache import ResponseCache, request_key
+
+if TYPE_CHECKING:
+    import openai
 
 BASE_URL_ENV = ("TUNEBENCH_TEACHER_BASE_URL", "OPENAI_BASE_URL")
 MODEL_ENV = ("TUNEBENCH_TEACHER_MODEL",)
@@ -139,7 +142,7 @@ class Endpoint:
         self.options = options
         self.cache = ResponseCache(options.cache_dir) if options.cache else None
         self.stats = EndpointStats()
-        self._client = None
+        self._client: openai.OpenAI | None = None
 
     @property
     def api(self) -> str:

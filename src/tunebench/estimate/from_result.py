@@ -116,8 +116,8 @@ def estimate_for_result(result: dict[str, Any], target_model: str, target_device
             "peak_ckpt_gib": e.peak_ckpt / GIB, "fits": e.fits, "fits_ckpt": e.fits_ckpt,
             "device_gib": device.memory_gib, "artifact_mb": e.artifact_bytes / 1e6,
             "flops_per_token": e.flops_per_token, "tokens": setting.tokens if trained else None,
-            "hours": e.seconds / 3600 if trained else None,
-            "hours_ckpt": e.seconds_ckpt / 3600 if trained else None,
+            "hours": e.seconds / 3600 if trained and e.seconds is not None else None,
+            "hours_ckpt": e.seconds_ckpt / 3600 if trained and e.seconds_ckpt is not None else None,
             "memory_gib": {k: v / GIB for k, v in e.memory.items()}}  # fmt: skip
 
 

@@ -59,6 +59,7 @@ class InReport:
         result = next((r for r in results if r.get("status") == "ok"), None)
         if result is None:
             return None
+        assert self.target_model is not None  # the column exists only with a target
         est = estimate_for_result(result, self.target_model, self.target_device)
         if not est.get("available"):
             return None
@@ -75,7 +76,7 @@ class InReport:
         # fine-tuning, when it was compared): the choices a reader weighs
         rec = report.recommendation
         trained = [e for e in report.entries if e.ok and e.trainable]
-        costliest = [max(trained, key=lambda e: e.trainable)] if trained else []
+        costliest = [max(trained, key=lambda e: e.trainable or 0)] if trained else []
         shown = list({id(e): e for e in [best, *rec.runners_up[:1], *costliest]}.values())
         parts = []
         for e in shown:

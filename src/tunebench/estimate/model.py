@@ -185,7 +185,8 @@ def estimate(
     setting = setting or Setting()
     setting.check()
     cost = method_cost(method)
-    opts = options if isinstance(options, cost.Options) else method_options(method, options)
+    # the method's own options dataclass: typed Any, as everywhere options are handled by name
+    opts: Any = options if isinstance(options, cost.Options) else method_options(method, options)
     cost.declared.check(arch, opts, f"--opt ({method})")
     p = PRECISIONS[setting.precision]
     if cost.declared.compute_bytes:

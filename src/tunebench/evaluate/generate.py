@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -63,6 +64,7 @@ def generate(
     outputs: list[str] = [""] * len(prompts)
     pad = tokenizer.pad_token_id
     extra = {"stop_strings": [stop], "tokenizer": tokenizer} if stop else {}
+    lm: Any = model  # a transformers model or a PEFT wrapper: generate is theirs, not torch.nn.Module's
     for start in range(0, len(order), batch_size):
         idx = order[start : start + batch_size]
         suffixes = [ids[i][n_prefix:] for i in idx]
@@ -76,7 +78,7 @@ def generate(
             cache = copy.deepcopy(prefix_cache)
             cache.batch_repeat_interleave(len(idx))
         with autocast(device, bf16):
-            out = model.generate(
+            out = lm.generate(
                 input_ids=input_ids,
                 attention_mask=mask,
                 past_key_values=cache,

@@ -23,7 +23,7 @@ from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Splits, Task
 from tunebench.train.budget import Budget
 from tunebench.train.checkpoint import Checkpointer
-from tunebench.train.loop import TrainStats
+from tunebench.train.loop import OnStep, TrainStats
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Context:
     seed: int
     device: torch.device
     bf16: bool
-    on_train_step: Callable[[int, int, float], None] | None = None
+    on_train_step: OnStep | None = None
     on_eval_batch: Callable[[int], None] | None = None
     folder: Path | None = None
     """The run's folder, for files an objective writes beside the result (teacher data, preference pairs);
@@ -73,7 +73,9 @@ class TrainingObjective(Protocol):
     """What a trainable method is trained on, when not the task's gold targets (objectives/: distillation,
     DPO, RL). The method holds it and its `fit` hands over to it (`lora+dpo` is LoRA holding DPO)."""
 
-    name: str
+    @property
+    def name(self) -> str: ...
+
     info: dict[str, Any]
     """What result.json records under `objective` (the data built and dropped, the phases)."""
 
@@ -148,8 +150,8 @@ class Method(ABC):
             self.objective.load_state(json.loads(path.read_text(encoding="utf-8")))
 
     @abstractmethod
-    def param_counts(self) -> tuple[int, int]:
-        """(trainable, total) parameters, exact."""
+    def param_counts(self) -> tuple[int, int | None]:
+        """(trainable, total) parameters, exact; total is None when unknown (a model behind an API)."""
 
     # Optional capabilities, asked for by shared code (latency, drift) instead of testing method names.
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -116,9 +117,12 @@ class Partial(ModelMethod):
             )
         for block in blocks[-self.options.blocks :]:
             block.requires_grad_(True)
-        if self.options.output_head and model.get_output_embeddings() is not None:
-            model.get_output_embeddings().requires_grad_(True)
-        norm = getattr(getattr(model, model.base_model_prefix, model), "norm", None)
+        # A transformers model or a SequenceClassifier: both have get_output_embeddings and base_model_prefix,
+        # which torch.nn.Module does not declare.
+        lm: Any = model
+        if self.options.output_head and lm.get_output_embeddings() is not None:
+            lm.get_output_embeddings().requires_grad_(True)
+        norm = getattr(getattr(lm, lm.base_model_prefix, lm), "norm", None)
         if isinstance(norm, torch.nn.Module):
             norm.requires_grad_(True)  # the final norm sits between the last block and the head
         return model

@@ -19,7 +19,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -43,6 +43,8 @@ from tunebench.train.loop import LossFn
 from tunebench.train.loss import classification_loss, full_forward_loss, target_loss
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from tunebench.methods.base import Context
     from tunebench.methods.tuning import ModelMethod
 
@@ -120,7 +122,7 @@ class SequenceClassifier(nn.Module):
         "hf_device_map",
     )
 
-    def __init__(self, trunk: nn.Module, pooling: str, num_labels: int) -> None:
+    def __init__(self, trunk: PreTrainedModel, pooling: str, num_labels: int) -> None:
         super().__init__()
         self.base_model_prefix = getattr(trunk, "base_model_prefix", "") or "model"
         self.add_module(self.base_model_prefix, trunk)
@@ -141,7 +143,7 @@ class SequenceClassifier(nn.Module):
                 setattr(self, name, getattr(trunk, name))
 
     @property
-    def trunk(self) -> nn.Module:
+    def trunk(self) -> PreTrainedModel:
         return getattr(self, self.base_model_prefix)
 
     @property
@@ -231,7 +233,8 @@ def _inference(model: nn.Module) -> Iterator[None]:
 
 def unwrap(model: nn.Module) -> nn.Module:
     """The model inside a PEFT wrapper (or the model itself)."""
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
+    wrapper: Any = model  # PEFT's API (get_base_model), which torch.nn.Module does not declare
+    return wrapper.get_base_model() if hasattr(wrapper, "get_base_model") else model
 
 
 class ClassifierHead(Head):
@@ -255,7 +258,7 @@ class ClassifierHead(Head):
         (same pooling, same cache), read through the trunk as prepared: adapters start as the identity,
         and virtual tokens are left out. Returns what the run records about it."""
 
-        inner = unwrap(method.model)
+        inner = cast(SequenceClassifier, unwrap(method.model))  # what `load` built, under PEFT's wrapper
         labels = list(ctx.task.labels or [])
         index = {label: i for i, label in enumerate(labels)}
         texts = [e.input for e in ctx.splits.train]

@@ -23,7 +23,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import torch
@@ -34,7 +34,11 @@ from tunebench.train.data import collate, encode_labelled
 from tunebench.train.device import autocast
 
 if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
     from tunebench.methods.base import Context
+
+ModuleT = TypeVar("ModuleT", bound=torch.nn.Module)
 
 POOLINGS = ("cls", "mean", "max", "last", "mean_sqrt_len", "weighted_mean")
 #: sentence-transformers' Pooling config keys, in the order it concatenates them when several are set.
@@ -125,7 +129,7 @@ def trunk_pooled(
     return pool(hidden, attention_mask, mode)
 
 
-def load_trunk(model: ResolvedModel, device: torch.device, **kwargs: Any) -> torch.nn.Module:
+def load_trunk(model: ResolvedModel, device: torch.device, **kwargs: Any) -> PreTrainedModel:
     """The model without any output head (transformers' AutoModel), fp32 unless `kwargs` say otherwise.
 
     BERT's pooler is dropped (`drop_pooler`).
@@ -139,12 +143,14 @@ def load_trunk(model: ResolvedModel, device: torch.device, **kwargs: Any) -> tor
     return trunk.eval()
 
 
-def drop_pooler(trunk: torch.nn.Module) -> torch.nn.Module:
+def drop_pooler(trunk: ModuleT) -> ModuleT:
     """The trunk without BERT's pooler (tanh of a dense layer over [CLS], trained for next-sentence
     prediction): every reader here pools the hidden states itself, and an unused layer would count as
     trained parameters. Models without one are returned as they are."""
     if isinstance(getattr(trunk, "pooler", None), torch.nn.Module):
-        trunk.pooler = None  # BertModel.forward skips a pooler that is None
+        # BertModel.forward skips a pooler that is None; torch's stubs leave out the None that
+        # Module.__setattr__ accepts for a registered submodule
+        trunk.pooler = None  # type: ignore[assignment]
     return trunk
 
 

@@ -105,4 +105,5 @@ class EndpointBackend:
 
 def _total(counts: list[int | None]) -> int | None:
     """The sum, or None when the endpoint reported no usage for some request (a partial sum would mislead)."""
-    return None if any(c is None for c in counts) else sum(counts)
+    known = [c for c in counts if c is not None]
+    return None if len(known) < len(counts) else sum(known)

@@ -73,6 +73,16 @@ class ModelMethod(Method):
     #: Rendered prompts already carry their special tokens (chat templates do).
     prompt_has_specials: bool = False
 
+    # Set by `prepare`.
+    head: Head
+    tokenizer: Any
+    head_modules: list[str]
+    model: Any
+    """The model as loaded and adapted: a transformers model or tunebench's SequenceClassifier, or a PEFT
+    wrapper around either; used through their common API (save_pretrained, generate, merge_and_unload...),
+    which torch.nn.Module does not declare."""
+    head_info: dict[str, Any] | None
+
     def __init__(self, options: Any = None, objective: TrainingObjective | None = None) -> None:
         super().__init__(options)
         self.objective = objective
@@ -160,6 +170,8 @@ class ModelMethod(Method):
             return self.train_stats
         probe_seconds = 0.0
         if getattr(self.options, "lp_ft", False):
+            # choose_head refuses lp_ft without a classification head, which has head_info
+            assert isinstance(self.head, ClassifierHead) and self.head_info is not None
             self.head_info.update(self.head.init_from_probe(self, ctx))
             probe_seconds = self.head_info["probe_seconds"]
         examples, self.truncated = self.head.encode(self, ctx)
@@ -185,8 +197,11 @@ class ModelMethod(Method):
         if not self.head_modules:
             return None
         lr = ctx.budget.filled().lr
+        # filled() sets lr; head modules come with a classification head, which has head_info
+        assert lr is not None and self.head_info is not None
         head_lr = self.options.head_lr if getattr(self.options, "head_lr", None) else max(lr, HEAD_MIN_LR)
-        head, rest = [], []
+        head: list[torch.nn.Parameter] = []
+        rest: list[torch.nn.Parameter] = []
         for name, p in self.model.named_parameters():
             if p.requires_grad:
                 (head if any(f".{m}." in f".{name}" for m in self.head_modules) else rest).append(p)
@@ -200,7 +215,7 @@ class ModelMethod(Method):
             return [self.objective.final_answer(text) for text in outputs]
         return outputs
 
-    def param_counts(self) -> tuple[int, int]:
+    def param_counts(self) -> tuple[int, int | None]:
         return count_parameters(self.model)
 
     def trainable_state(self) -> dict[str, torch.Tensor] | None:

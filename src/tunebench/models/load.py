@@ -21,7 +21,7 @@ def load_causal_lm(model: ResolvedModel, device: torch.device, **kwargs) -> torc
     from transformers import AutoModelForCausalLM  # lazy: slow import
 
     kwargs.setdefault("dtype", torch.float32)
-    lm = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
+    lm: torch.nn.Module = AutoModelForCausalLM.from_pretrained(model.path, **kwargs)
     if "quantization_config" not in kwargs:  # quantized weights are placed by bitsandbytes itself
         lm = lm.to(device)
     return lm.eval()

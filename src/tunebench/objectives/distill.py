@@ -69,7 +69,9 @@ class Distill(Objective):
             raise RuntimeError(
                 f"teacher {teacher.name} returned {len(outputs)} outputs for {len(examples)} inputs"
             )
-        rows, prompts, targets = [], [], []
+        rows: list[dict[str, Any]] = []
+        prompts: list[str] = []
+        targets: list[str] = []
         for ex, out in zip(examples, outputs, strict=True):
             target, reason = self.target(ctx.task, out)
             gold = ctx.task.answer(ex.target)
@@ -77,7 +79,7 @@ class Distill(Objective):
                 "input": ex.input, "gold": ex.target, "teacher_text": out.text, "answer": out.answer,
                 "explanation": out.explanation, "target": target, "kept": target is not None,
                 "dropped_because": reason,
-                "teacher_correct": bool(out.answer) and ctx.task.answer(out.answer) == gold,
+                "teacher_correct": bool(out.answer and ctx.task.answer(out.answer) == gold),
             })  # fmt: skip
             if target is not None:
                 prompts.append(method.render(ctx.task, ex.input))

@@ -183,7 +183,8 @@ def pairs_from_samples(
     completions = sample(
         method, ctx, prompts, n=samples, temperature=temperature, max_new_tokens=method.max_new_tokens(task)
     )
-    pairs, outcome = [], Counter()
+    pairs: list[Pair] = []
+    outcome: Counter[str] = Counter()
     for prompt, example, good, drawn in zip(prompts, examples, chosen, completions, strict=True):
         gold = task.answer(example.target)
         wrong = [c.strip() for c in drawn if task.answer(c) != gold]

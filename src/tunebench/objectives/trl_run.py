@@ -44,6 +44,7 @@ def scratch_dir(ctx: Context) -> Iterator[Path]:
 def config_kwargs(budget: Budget, steps: int, ctx: Context, out: Path) -> dict[str, Any]:
     """Arguments every TRL config gets from the budget (the trainer-specific ones are added by the caller)."""
     budget = budget.filled()
+    assert budget.warmup is not None  # filled() sets it
     return {
         "output_dir": str(out),
         "per_device_train_batch_size": budget.batch_size,

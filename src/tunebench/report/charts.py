@@ -74,8 +74,8 @@ def chart_svgs(data: ReportData) -> dict[str, str]:
     size = html.size_chart(data, palette)
     if size:
         charts["quality-by-size.svg"] = size
-    for chart in html.pareto_charts(data, palette):
-        charts[f"pareto-{store.safe_name(chart['key'])}.svg"] = chart["svg"]
+    for pareto in html.pareto_charts(data, palette):
+        charts[f"pareto-{store.safe_name(pareto['key'])}.svg"] = pareto["svg"]
     selection = html.selection_chart(data, palette)
     if selection:
         charts["lr-sensitivity.svg"] = selection

@@ -293,7 +293,11 @@ def find_disagreements(runs: list[RunData], entries: list[Entry]) -> tuple[list[
         if len(methods) < 2 or not common:
             continue
         seed = min(common)
-        chosen = {r.result["method"]: r.predictions for r in mine if r.result["seed"] == seed}
+        chosen = {
+            r.result["method"]: r.predictions
+            for r in mine
+            if r.result["seed"] == seed and r.predictions is not None  # always: `mine` has predictions
+        }
         n = min(len(p) for p in chosen.values())
         for i in range(n):
             rows = {m: chosen[m][i] for m in methods}

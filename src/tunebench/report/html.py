@@ -46,16 +46,17 @@ def pareto_charts(data: ReportData, palette: dict[str, str]) -> list[dict[str, s
     metric = _metric_title(data)
     charts = []
     for axis in AXES:
-        usable = [e for e in data.entries if e.ok and axis.value(e) is not None]
+        usable = [(e, cost) for e in data.entries if e.ok and (cost := axis.value(e)) is not None]
         if not usable:
             continue
         on_front = set(data.fronts.get(axis.key, []))
         scale, tick = _AXIS_FORMAT[axis.key]
-        points = [
-            svg.Point(e.label, float(scale(axis.value(e))), float(e.mean), palette[e.method],
-                      *(e.ci95 or (None, None)), tip=_tip(e), on_front=e.label in on_front)
-            for e in usable
-        ]  # fmt: skip
+        points = []
+        for e, cost in usable:
+            assert e.mean is not None  # an entry with finished runs has a mean
+            lo, hi = e.ci95 or (None, None)
+            points.append(svg.Point(e.label, float(scale(cost)), float(e.mean), palette[e.method], lo, hi,
+                                    tip=_tip(e), on_front=e.label in on_front))  # fmt: skip
         charts.append({
             "key": axis.key,
             "title": f"{metric} against {axis.title.lower()}",

@@ -46,6 +46,10 @@ def front(points: list[tuple[float, float]]) -> list[int]:
 
 def pareto(entries: list[Entry], axis: Axis) -> list[Entry]:
     """The entries on the front of `axis`, cheapest first; entries without that measurement are left out."""
-    usable = [e for e in entries if e.ok and e.mean is not None and axis.value(e) is not None]
-    points = [(float(axis.value(e)), float(e.mean)) for e in usable]
-    return [usable[i] for i in front(points)]
+    measured = [
+        (e, (float(cost), float(e.mean)))
+        for e in entries
+        if e.ok and e.mean is not None and (cost := axis.value(e)) is not None
+    ]
+    points = [p for _, p in measured]
+    return [measured[i][0] for i in front(points)]

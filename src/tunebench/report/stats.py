@@ -182,10 +182,11 @@ def _inputs_digest(predictions: list[list[dict]]) -> str | None:
 def samples(groups: dict[str, list[RunData]], seed: int = SEED) -> dict[str, Sample | None]:
     """Key (an entry's model and method) → the Sample of its finished runs, or None when a run lacks its
     predictions or the seeds' prediction counts differ (the report then shows the recorded interval)."""
-    scores, inputs = {}, {}
+    scores: dict[str, np.ndarray] = {}
+    inputs: dict[str, str | None] = {}
     for key, runs in groups.items():
-        rows = [r.predictions for r in runs]
-        if not rows or any(p is None for p in rows) or len({len(p) for p in rows}) != 1 or not rows[0]:
+        rows = [r.predictions for r in runs if r.predictions is not None]
+        if not rows or len(rows) != len(runs) or len({len(p) for p in rows}) != 1 or not rows[0]:
             continue
         scores[key] = np.array([[bool(x.get("correct")) for x in p] for p in rows], dtype=np.float32)
         inputs[key] = _inputs_digest(rows)
@@ -237,8 +238,8 @@ def holm(pvalues: list[float]) -> list[float]:
 
 def holm_adjust(comparisons: list[Comparison]) -> None:
     """Fill `p_adjusted` of the comparisons that have a p-value, as one family."""
-    tested = [c for c in comparisons if c.p_value is not None]
-    for c, p in zip(tested, holm([c.p_value for c in tested]), strict=True):
+    tested = [(c, c.p_value) for c in comparisons if c.p_value is not None]
+    for (c, _), p in zip(tested, holm([p for _, p in tested]), strict=True):
         c.p_adjusted = p
 
 
@@ -287,6 +288,7 @@ def compare_unpaired(a: Scored, b: Scored) -> Comparison:
 def compare_entries(a: Scored, b: Scored) -> Comparison:
     """`a` against `b`, paired when they were scored on the same items, else unpaired."""
     if pairable(a.sample, b.sample):
+        assert a.sample is not None and b.sample is not None  # pairable() checked
         return compare_samples(a.sample, b.sample, (a.mean or 0.0) - (b.mean or 0.0))
     return compare_unpaired(a, b)
 
@@ -346,6 +348,7 @@ def detectable(
         return None
     n = best.sample.items
     if runner_up is not None and pairable(best.sample, runner_up.sample):
+        assert runner_up.sample is not None  # pairable() checked
         q = discordance(best.sample, runner_up.sample)
         basis = f"{labels[0]} and {labels[1]} answer {100 * q:.1f}% of the items differently"
     else:

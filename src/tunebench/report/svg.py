@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from html import escape
 
@@ -101,7 +101,7 @@ class Point:
 class Series:
     label: str
     color: str
-    points: list[tuple[float, float]]
+    points: Sequence[tuple[float, float]]
     tip: Callable[[float, float], str] | None = None
     dashed: bool = False
 

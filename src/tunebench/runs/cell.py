@@ -70,7 +70,10 @@ def run_cell(
         record["status"] = "ok"
     except Exception as e:  # any failure is recorded and the grid goes on
         if store.is_disk_full(e):  # nothing more can be written: stop, keeping the checkpoint to resume
-            raise e if isinstance(e, StoreError) else StoreError(f"{e}{store.write_hint(e)}") from None
+            if isinstance(e, StoreError):
+                raise e from None
+            assert isinstance(e, OSError)  # is_disk_full: a StoreError or an OSError
+            raise StoreError(f"{e}{store.write_hint(e)}") from None
         _record_failure(record, e, folder, checkpoint)
     finally:
         del method

@@ -211,7 +211,7 @@ class RayExecutor:
         if self.address:
             # The cluster's workers get this tunebench (the package folder is uploaded); its dependencies
             # (torch, transformers, …) must be installed there.
-            env = {"py_modules": [str(Path(tunebench.__file__).resolve().parent)]}
+            env: dict[str, Any] = {"py_modules": [str(Path(tunebench.__file__).resolve().parent)]}
         else:
             # Workers are started with this Python; PYTHONPATH makes them import this source tree.
             env = {"env_vars": {"PYTHONPATH": source, "TOKENIZERS_PARALLELISM": "false"}}
@@ -242,11 +242,11 @@ def task_options(resources: Resources, cluster: dict[str, float], where: str) ->
         if amount and amount > cluster.get(key, 0):
             have = cluster.get(key, 0)
             if key == "memory":
-                amount, have = f"{amount / 2**20:.0f} MB", f"{have / 2**20:.0f} MB"
+                asked, held = f"{amount / 2**20:.0f} MB", f"{have / 2**20:.0f} MB"
             else:
-                amount, have = f"{amount:g}", f"{have:g}"
+                asked, held = f"{amount:g}", f"{have:g}"
             raise TunebenchError(
-                f"{where}: a run asks for {amount} {key}, and the Ray cluster has {have} in all"
+                f"{where}: a run asks for {asked} {key}, and the Ray cluster has {held} in all"
             )
     options: dict[str, Any] = {"num_cpus": resources.cpus, "num_gpus": gpus}
     if memory_mb:

@@ -9,6 +9,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
@@ -21,7 +22,7 @@ class RunProgress:
     def __init__(self) -> None:
         self.live = interactive()
         self._progress: Progress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._label = ""
         self._last_line = -1
 
@@ -56,6 +57,7 @@ class RunProgress:
         if step == 1:
             self._phase("train", total)
         if self._progress is not None:
+            assert self._task is not None  # set together with _progress in _phase
             self._progress.update(self._task, completed=step, info=f"loss {loss:.3f}")
         elif step == total or step * 10 // total > self._last_line:
             self._last_line = step * 10 // total
@@ -70,6 +72,7 @@ class RunProgress:
     def eval_batch(self, n: int) -> None:
         self._eval_done += n
         if self._progress is not None:
+            assert self._task is not None  # set together with _progress in _phase
             self._progress.update(self._task, completed=self._eval_done)
         elif self._eval_done == self._eval_total or self._eval_done * 4 // self._eval_total > self._last_line:
             self._last_line = self._eval_done * 4 // self._eval_total

@@ -120,7 +120,7 @@ def base_record(config: dict[str, Any], digest: str) -> dict[str, Any]:
 
 @cache
 def environment() -> dict[str, Any]:
-    packages = {}
+    packages: dict[str, str | None] = {}
     for name in ("tunebench", "torch", "transformers", "peft", "accelerate", "numpy"):
         try:
             packages[name] = metadata.version(name)

@@ -128,6 +128,7 @@ def select_lr(budget: Budget, evaluate: Evaluate, *, seed: int) -> dict[str, Any
 
     Returns the record that goes into each final run's result.json under `selection`.
     """
+    assert not isinstance(budget.lr_grid, str), "the method's recipe resolves lr_grid before a search"
     grid = list(budget.lr_grid)
     survivors, tried = list(grid), []
     fractions = rung_fractions(len(survivors), budget.lr_search)
@@ -226,6 +227,7 @@ def _evaluate(
     cell: Cell, grid: Grid, folder: Path, paths: dict[float, Path], budget: Budget, rung: int, fraction: float
 ) -> Candidate:
     """One candidate's dev score: from the cache when it finished earlier, else trained now and cached."""
+    assert budget.lr is not None  # a candidate's budget has its learning rate (at_lr)
     candidate = dataclasses.replace(cell, method=dataclasses.replace(cell.method, budget=budget))
     config = {**grid.config(candidate), "role": "lr-selection", "fraction": fraction}
     path = folder / f"lr{budget.lr:g}--{store.config_hash(config)}.json"
@@ -251,6 +253,7 @@ def _run_candidate(
     """Train one candidate for `fraction` of the budget (on the whole budget's schedule) and score it on
     dev; a whole-budget candidate also exports its trained state, for the final run to reuse."""
     budget = cell.method.budget
+    assert budget.lr is not None  # a candidate's budget has its learning rate (at_lr)
     candidate = Candidate(lr=budget.lr, steps=budget.steps, rung=rung, fraction=fraction)
     method = cell.method.make()
     train = None

@@ -22,7 +22,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeGuard
 
 from tunebench.core import store
 from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
@@ -177,7 +177,7 @@ def final_metrics(record: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-def _number(value: Any) -> bool:
+def _number(value: Any) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

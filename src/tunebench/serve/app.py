@@ -234,7 +234,8 @@ async def _events(job: Job) -> AsyncIterator[tuple]:
 
 
 async def _gather(job: Job) -> tuple[list[str], list[str | None]]:
-    texts, finishes = [""] * len(job.rows), [None] * len(job.rows)
+    texts = [""] * len(job.rows)
+    finishes: list[str | None] = [None] * len(job.rows)
     try:
         async for _, index, text, finish in _events(job):
             texts[index] += text

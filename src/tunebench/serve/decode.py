@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 
@@ -183,8 +184,10 @@ def run_batch(
         [[0] * (width - len(r.prompt_ids)) + [1] * len(r.prompt_ids) for r in rows], device=device
     )
     eos = eos_ids(model, tokenizer)
+    # transformers' and PEFT's causal LMs define generate; nn.Module types attributes as Tensor | Module
+    generate = cast("Callable[..., torch.Tensor]", model.generate)
     with autocast(device, bf16):
-        model.generate(
+        generate(
             input_ids=input_ids,  # (B, T), left-padded
             attention_mask=mask,
             max_new_tokens=max(r.sampling.max_tokens for r in rows),

@@ -212,7 +212,9 @@ class Engine:
 
     def _take(self, pending: deque[Job]) -> list[Job]:
         """The oldest job and every later one with the same batch key, up to a full batch."""
-        key, rows, batch, rest = self._key(pending[0]), 0, [], []
+        key, rows = self._key(pending[0]), 0
+        batch: list[Job] = []
+        rest: list[Job] = []
         while pending:
             job = pending.popleft()
             if job.cancelled:

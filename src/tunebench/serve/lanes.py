@@ -18,12 +18,15 @@ import logging
 from collections.abc import Hashable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from tunebench.serve.artifacts import Artifact, ArtifactError
 from tunebench.serve.mixlora import StackedLora, is_plain
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 log = logging.getLogger("tunebench.serve")
 
@@ -45,7 +48,8 @@ class Loader:
             torch.bfloat16 if self.device.type == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
         )
         try:
-            model = AutoModelForCausalLM.from_pretrained(
+            # as a Module: functools.wraps on PreTrainedModel.to hides its signature from type checkers
+            model: torch.nn.Module = AutoModelForCausalLM.from_pretrained(
                 str(path), dtype=dtype, use_safetensors=True, trust_remote_code=self.trust_remote_code
             )
         except (OSError, ValueError) as e:
@@ -72,6 +76,8 @@ class Lane:
     """A model, its tokenizer, and how to run a batch of rows (each row names its adapter or None)."""
 
     name: str
+    model: torch.nn.Module | None
+    """None once the lane is closed."""
     mixes = False
 
     def __init__(self, name: str, model: torch.nn.Module, tokenizer) -> None:
@@ -97,6 +103,7 @@ class Lane:
         self, adapters: list[str | None], mixed: bool
     ) -> Iterator[tuple[torch.nn.Module, dict[str, Any]]]:
         """The module to call `generate` on and the extra arguments that pick each row's adapter."""
+        assert self.model is not None, "the lane is closed"
         yield self.model, {}
 
     def close(self) -> None:
@@ -111,7 +118,7 @@ class SharedLane(Lane):
 
     def __init__(self, name: str, model: torch.nn.Module, tokenizer) -> None:
         super().__init__(name, model, tokenizer)
-        self.peft = None  # a PeftModel around `model` once the first adapter is loaded
+        self.peft: PeftModel | None = None  # a PeftModel around `model` once the first adapter is loaded
         self.adapters: set[str] = set()
         self.stacked: StackedLora | None = None
         self._numbers = itertools.count()
@@ -131,7 +138,8 @@ class SharedLane(Lane):
         name = f"adapter{next(self._numbers)}"
         fresh = self.peft is None
         try:
-            if fresh:
+            if self.peft is None:  # fresh
+                assert self.model is not None, "the lane is closed"
                 self.peft = PeftModel.from_pretrained(self.model, str(artifact.path), adapter_name=name)
             else:
                 self.peft.load_adapter(str(artifact.path), adapter_name=name)
@@ -151,6 +159,7 @@ class SharedLane(Lane):
 
     def _probe(self, name: str) -> None:
         """Ask PEFT whether this adapter runs in a mixed batch: one token, two rows, two adapters."""
+        assert self.model is not None and self.peft is not None  # called on a loaded adapter
         device = next(self.model.parameters()).device
         ids = torch.full((2, 1), self.tokenizer.pad_token_id or 0, device=device)
         try:
@@ -171,6 +180,7 @@ class SharedLane(Lane):
             self._restack()
 
     def _unwrap(self) -> None:
+        assert self.peft is not None
         self.model = self.peft.unload()  # removes the adapter layers without merging them
         self.peft = None
         self.stacked = None
@@ -186,6 +196,7 @@ class SharedLane(Lane):
         self, adapters: list[str | None], mixed: bool
     ) -> Iterator[tuple[torch.nn.Module, dict[str, Any]]]:
         if self.peft is None:
+            assert self.model is not None, "the lane is closed"
             yield self.model, {}
         elif mixed and self.stacked is not None and self.stacked.covers(adapters):
             with self.stacked.active(adapters):  # plain LoRA: two products per layer for any mix

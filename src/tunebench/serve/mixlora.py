@@ -25,15 +25,24 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from functools import partial
+from typing import TYPE_CHECKING, cast
 
 import torch
 import torch.nn.functional as F
 
+if TYPE_CHECKING:
+    from peft.tuners.lora.layer import LoraLayer
 
-def lora_linears(peft_model) -> list[torch.nn.Module]:
+
+def lora_linears(peft_model) -> list[LoraLayer]:
     from peft.tuners.lora.layer import LoraLayer  # lazy: slow import
 
     return [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+
+
+def _weight(adapters: torch.nn.ModuleDict, name: str) -> torch.Tensor:
+    """The weight of adapter `name` in a LoRA layer's `lora_A` or `lora_B`: an nn.Linear for plain LoRA."""
+    return cast(torch.nn.Linear, adapters[name]).weight
 
 
 def is_plain(peft_model, name: str) -> bool:
@@ -64,7 +73,7 @@ class StackedLora:
     def __init__(self, peft_model) -> None:
         self.peft = peft_model
         self.plain: set[str] = set()
-        self._stacks: dict[torch.nn.Module, tuple[tuple, torch.Tensor, torch.Tensor]] | None = None
+        self._stacks: dict[LoraLayer, tuple[tuple, torch.Tensor, torch.Tensor]] | None = None
 
     def update(self, plain: set[str]) -> None:
         self.plain = set(plain)
@@ -73,17 +82,17 @@ class StackedLora:
     def covers(self, adapters: list[str | None]) -> bool:
         return all(a is None or a in self.plain for a in adapters)
 
-    def _build(self) -> dict:
+    def _build(self) -> dict[LoraLayer, tuple[tuple, torch.Tensor, torch.Tensor]]:
         stacks = {}
         for layer in lora_linears(self.peft):
             names = sorted(a for a in layer.lora_A if a in self.plain)
             if not names:
                 continue
-            a_cat = torch.cat([layer.lora_A[a].weight for a in names])  # (Σr, d_in)
+            a_cat = torch.cat([_weight(layer.lora_A, a) for a in names])  # (Σr, d_in)
             b_cat = torch.cat(
-                [layer.lora_B[a].weight * layer.scaling[a] for a in names], dim=1
+                [_weight(layer.lora_B, a) * layer.scaling[a] for a in names], dim=1
             )  # (d_out, Σr)
-            layout = tuple((a, layer.lora_A[a].weight.shape[0]) for a in names)
+            layout = tuple((a, _weight(layer.lora_A, a).shape[0]) for a in names)
             stacks[layer] = (layout, a_cat, b_cat)
         return stacks
 
@@ -99,6 +108,7 @@ class StackedLora:
                 if layout not in masks:
                     masks[layout] = _mask(layout, adapters, a_cat)
                 if masks[layout] is not None:
+                    assert isinstance(layer, torch.nn.Module)  # PEFT's LoRA layers are modules too
                     hook = partial(_add_lora, a_cat=a_cat, b_cat=b_cat, mask=masks[layout])
                     handles.append(layer.register_forward_hook(hook))
             with self.peft.disable_adapter():  # PEFT's layers give the base output; the hooks add LoRA

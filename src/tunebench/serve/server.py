@@ -8,6 +8,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tunebench.core.errors import UnsupportedError
 from tunebench.models import resolve_model
@@ -18,12 +19,15 @@ from tunebench.serve.lanes import Loader
 from tunebench.serve.options import ServeOptions, is_loopback
 from tunebench.train.device import pick_device, use_bf16
 
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
 log = logging.getLogger("tunebench.serve")
 
 
 @dataclass
 class Built:
-    app: object
+    app: FastAPI
     engine: Engine
     catalog: Catalog
     skipped: list[tuple[str, str]]

@@ -184,7 +184,7 @@ class ArithmeticTask(Task):
         seen: set[tuple[int, int]] = set()
 
         def draw(n: int) -> list[Example]:
-            out = []
+            out: list[Example] = []
             while len(out) < n:
                 a, b = _operand(rng, d1), _operand(rng, d2)
                 if o.op == "div" and b == 0:

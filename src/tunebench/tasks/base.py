@@ -114,5 +114,5 @@ TASKS: Registry[TaskEntry] = Registry("task")
 
 def build_task(name: str, options: dict[str, Any] | None = None, where: str = "task") -> Task:
     entry = TASKS.get(name)
-    opts = build(entry.options, options or {}, where)
+    opts: Any = build(entry.options, options or {}, where)  # the entry's own options dataclass
     return entry.factory(opts)

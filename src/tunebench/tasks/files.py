@@ -14,12 +14,12 @@ import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from tunebench.core.errors import DataError, did_you_mean
 from tunebench.core.typed import require
 from tunebench.core.ui import console
-from tunebench.tasks.base import TASKS, Example, Splits, Task, TaskEntry
+from tunebench.tasks.base import TASKS, Example, Kind, Splits, Task, TaskEntry
 
 FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 
@@ -271,9 +271,9 @@ class FileTask(Task):
         )
         return splits
 
-    def _infer_kind(self, targets: list[str]) -> str:
+    def _infer_kind(self, targets: list[str]) -> Kind:
         if self.options.kind != "auto":
-            return self.options.kind
+            return cast(Kind, self.options.kind)  # FileOptions.check allows only auto or a Kind
         distinct = len(set(targets))
         return "classification" if distinct <= 100 and distinct * 5 <= len(targets) else "generation"
 

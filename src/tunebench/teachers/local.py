@@ -75,6 +75,7 @@ class LocalTeacherOptions:
 class LocalTeacher(Teacher):
     name = "local"
     Options = LocalTeacherOptions
+    options: LocalTeacherOptions
     summary = "any decoder tunebench can load, generating greedily with a prompt template"
 
     def __init__(self, options: LocalTeacherOptions | None = None) -> None:

@@ -48,6 +48,7 @@ class OpenAITeacherOptions(ConnectionOptions):
 class OpenAITeacher(Teacher):
     name = "openai"
     Options = OpenAITeacherOptions
+    options: OpenAITeacherOptions
     summary = "any OpenAI-compatible endpoint (base_url, model; key from the environment), cached on disk"
 
     def __init__(self, options: OpenAITeacherOptions | None = None) -> None:

@@ -142,7 +142,9 @@ class Checkpointer:
 
 def rng_state() -> dict[str, Any]:
     """Every generator a training step may draw from, in tensors and plain values (weights_only loads them)."""
-    name, key, pos, has_gauss, gauss = np.random.get_state()
+    state = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)  # the legacy global generator is MT19937, whose state is a tuple
+    name, key, pos, has_gauss, gauss = state
     version, internal, gauss_next = random.getstate()
     return {
         "torch": torch.get_rng_state(),

@@ -52,10 +52,10 @@ def from_dev_curve(
         f"best dev {after:.4g} in the last quarter (step {late_step}) against {before:.4g} before it "
         f"(step {early_step}): {'+' if gain >= 0 else ''}{gain:.4g}, threshold {threshold:.4g}"
     )
-    pair = (items or {}).get(late_step), (items or {}).get(early_step)
-    if verdict and pair[0] is not None and pair[1] is not None and len(pair[0]) == len(pair[1]):
-        gained = sum(a and not b for a, b in zip(*pair, strict=True))
-        lost = sum(b and not a for a, b in zip(*pair, strict=True))
+    late_items, early_items = (items or {}).get(late_step), (items or {}).get(early_step)
+    if verdict and late_items is not None and early_items is not None and len(late_items) == len(early_items):
+        gained = sum(a and not b for a, b in zip(late_items, early_items, strict=True))
+        lost = sum(b and not a for a, b in zip(late_items, early_items, strict=True))
         p = sign_test(gained, lost)
         verdict = p < ALPHA
         detail += f"; {gained} dev examples gained, {lost} lost (one-sided exact p {p:.2g})"

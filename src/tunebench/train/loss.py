@@ -6,15 +6,21 @@ only target positions carry loss, so the head is applied to those hidden states 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 
 from tunebench.train.data import IGNORE, Batch
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 
 def _split_causal_lm(model: torch.nn.Module) -> tuple[torch.nn.Module, torch.nn.Module, float | None]:
     """(backbone, output head, logit soft-cap) of a causal LM, looking through a PEFT wrapper."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    wrapper: Any = model  # PEFT's API (get_base_model), which torch.nn.Module does not declare
+    lm: PreTrainedModel = wrapper.get_base_model() if hasattr(wrapper, "get_base_model") else wrapper
     backbone = getattr(lm, lm.base_model_prefix)
     return backbone, lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
 
