@@ -61,11 +61,7 @@ def run_cell(
     method = cell.method.make()
     started = time.perf_counter()
     try:
-        if selection is not None and selection["chosen_lr"] is None:
-            raise RuntimeError(
-                "every learning rate in lr_grid failed on the dev split: "
-                + "; ".join(f"{c['lr']:g}: {c['error']}" for c in selection["candidates"])
-            )
+        _refuse_a_failed_search(selection)
         _execute(method, cell, grid, folder, record, checkpoint, resume, None if resume else reuse)
         record["status"] = "ok"
     except Exception as e:  # any failure is recorded and the grid goes on
@@ -84,6 +80,14 @@ def run_cell(
         checkpoint.clear()
     grid.progress.run_end(record)
     return record
+
+
+def _refuse_a_failed_search(selection: dict | None) -> None:
+    if selection is not None and selection["chosen_lr"] is None:
+        raise RuntimeError(
+            "every learning rate in lr_grid failed on the dev split: "
+            + "; ".join(f"{c['lr']:g}: {c['error']}" for c in selection["candidates"])
+        )
 
 
 def _open(
