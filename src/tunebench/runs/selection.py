@@ -9,7 +9,7 @@ experiment, scored on the **dev** split (never on test), and the final runs of e
 Two searches:
   grid     every candidate gets the whole budget; costs one training run per candidate. With the final
            runs' first seed (it is the selection's seed) the winner's training *is* that final run: the
-           runner keeps the winner's trained state and evaluates it on test instead of training it again.
+           winner's trained state is kept, and the final run evaluates it on test instead of training it again.
   halving  successive halving (Jamieson & Talwalkar, 2016; the rungs of Hyperband): all candidates train
            for a fraction of the steps, the better half on dev goes on with twice as many, and so on. The
            last rung, with one candidate left and the whole budget, is the final run itself; a grid of 4
