@@ -91,6 +91,8 @@ class ExperimentSpec:
     out: str = "runs"
     source: str = "<flags>"
     resources: Resources = field(default_factory=Resources)
+    run_cache: str | None = None
+    """A runs folder to take finished runs from (same identity) besides `out`: shared by a team or machines."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -105,6 +107,7 @@ class ExperimentSpec:
             "budget": dataclasses.asdict(self.budget),
             "resources": dataclasses.asdict(self.resources),
             "out": self.out,
+            "run_cache": self.run_cache,
         }
 
 
@@ -115,7 +118,7 @@ def _resources_entry(method: MethodSpec, spec: ExperimentSpec) -> dict[str, Any]
     return {"resources": dataclasses.asdict(method.resources)}
 
 
-SPEC_KEYS = ["name", "models", "task", "methods", "seeds", "budget", "resources", "out"]
+SPEC_KEYS = ["name", "models", "task", "methods", "seeds", "budget", "resources", "out", "run_cache"]
 _TASK_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
@@ -187,6 +190,7 @@ def parse_spec(data: dict[str, Any], source: str = "<flags>") -> ExperimentSpec:
         budget=budget,
         out=str(data.get("out", "runs")),
         resources=resources,
+        run_cache=_run_cache(data.get("run_cache"), f"{source}: run_cache"),
         source=source,
     )
 
@@ -279,6 +283,13 @@ def _refuse_unknown_keys(
         + (f"{objective} options: {', '.join(sorted(objective_keys)) or '(none)'}; " if objective else "")
         + f"budget overrides: {', '.join(sorted(budget_keys))}"
     )
+
+
+def _run_cache(value: Any, where: str) -> str | None:
+    if value in (None, ""):
+        return None
+    require(Path(str(value)).is_dir(), where, f"no such folder: {value}")
+    return str(value)
 
 
 def _as_list(value: Any) -> list[Any]:

@@ -78,6 +78,8 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     data["budget"] = budget
     if args.out:
         data["out"] = args.out
+    if args.run_cache:
+        data["run_cache"] = args.run_cache
     if args.name:
         data["name"] = args.name
     return data

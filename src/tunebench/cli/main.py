@@ -57,6 +57,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="experiment name (the folder under --out)")
     p.add_argument("--out", help="run store folder (default: runs)")
     p.add_argument("--force", action="store_true", help="redo runs that finished earlier")
+    p.add_argument(
+        "--run-cache",
+        metavar="DIR",
+        help="a runs folder to take finished runs from besides --out (the same run: same model, data, "
+        "method, budget, seed)",
+    )
     g = p.add_argument_group("engines (docs/distributed.md)")
     g.add_argument(
         "--executor",

@@ -144,6 +144,39 @@ def is_finished(folder: Path, digest: str) -> bool:
     return result.get("status") == "ok" and result.get("config_hash") == digest
 
 
+def find_finished(roots: list[Path], name: str, digest: str, exclude: Path) -> Path | None:
+    """A run folder named `name` that finished with identity `digest` in an experiment under one of `roots`
+    (a runs folder, a shared run cache), other than `exclude`; None when there is none."""
+    for root in roots:
+        for folder in sorted(root.glob(f"*/{name}")):
+            if folder.resolve() != exclude.resolve() and is_finished(folder, digest):
+                return folder
+    return None
+
+
+def copy_run(source: Path, folder: Path) -> None:
+    """A finished run's files into `folder` (its artifact hard-linked where the file system allows, else
+    copied); the caller writes result.json last."""
+    make_folder(folder)
+    reset_run(folder)
+    for name in (PREDICTIONS, LOG):
+        if (source / name).exists():
+            shutil.copy2(source / name, folder / name)
+    partial = folder / PARTIAL_ARTIFACT
+    shutil.rmtree(partial, ignore_errors=True)
+    if (source / ARTIFACT).is_dir():
+        shutil.copytree(source / ARTIFACT, partial, copy_function=_link_or_copy)
+        shutil.rmtree(folder / ARTIFACT, ignore_errors=True)
+        partial.rename(folder / ARTIFACT)
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)  # no second copy of a full model's weights
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def reset_run(folder: Path) -> None:
     """Clear what an earlier attempt left, before a run starts again from the beginning."""
     for name in (RESULT, PREDICTIONS, LOG):

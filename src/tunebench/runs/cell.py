@@ -27,7 +27,7 @@ from tunebench.methods import Context, Method
 from tunebench.methods.base import require_access
 from tunebench.runs import measure
 from tunebench.runs.devcurve import DevCurve
-from tunebench.runs.grid import Cell, Grid
+from tunebench.runs.grid import Cell, Grid, identity
 from tunebench.runs.progress import RunProgress
 from tunebench.runs.record import base_record
 from tunebench.tasks import Splits, Task
@@ -49,11 +49,11 @@ def run_cell(
     """Run one cell (or take its earlier result) and return its record. `reuse` names the trained state of
     the learning-rate search's winner when that training was this very run (selection.reusable_state)."""
     config = grid.config(cell)
-    digest = store.config_hash(config)
+    digest = store.config_hash(identity(config))
     folder = grid.exp_dir / cell.name
-    if not grid.force and store.is_finished(folder, digest):
-        grid.progress.skip(cell.name, index, grid.total)
-        return store.read_result(folder / store.RESULT)
+    earlier = None if grid.force else _finished_earlier(cell, grid, config, digest, index)
+    if earlier is not None:
+        return earlier
     grid.progress.run_start(cell.name, index, grid.total)
     checkpoint, resume = _open(folder, config, digest, cell, grid.force)
     record = base_record(config, digest)
@@ -79,6 +79,28 @@ def run_cell(
     if record["status"] == "ok":
         checkpoint.clear()
     grid.progress.run_end(record)
+    return record
+
+
+def _finished_earlier(cell: Cell, grid: Grid, config: dict, digest: str, index: int) -> dict | None:
+    """The record of this very run (same identity) when it finished before: in this experiment's folder, or
+    in another experiment of the same runs folder or of the shared run cache (then copied here, and
+    recorded as reused). None: it has to run."""
+    folder = grid.exp_dir / cell.name
+    if store.is_finished(folder, digest):
+        grid.progress.skip(cell.name, index, grid.total)
+        return store.read_result(folder / store.RESULT)
+    roots = [grid.exp_dir.parent, *([Path(grid.spec.run_cache)] if grid.spec.run_cache else [])]
+    source = store.find_finished(roots, cell.name, digest, exclude=folder)
+    if source is None:
+        return None
+    store.copy_run(source, folder)
+    store.write_json_atomic(folder / store.CONFIG, config)
+    record = store.read_result(source / store.RESULT)
+    record.update(experiment=config["experiment"], config=config)
+    record["reused"] = {"from": "an earlier run", "path": str(source.resolve())}
+    store.write_json_atomic(folder / store.RESULT, record)  # last: the copy is whole before it counts
+    grid.progress.reused(cell.name, index, grid.total, source)
     return record
 
 

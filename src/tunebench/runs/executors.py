@@ -224,7 +224,7 @@ class RayExecutor:
     def _failed(self, cell: Cell, grid: Grid, selection: dict | None, reason: str) -> dict:
         """Record a run that failed outside its own error handling, in its run folder."""
         config = grid.config(cell)
-        record = base_record(config, store.config_hash(config))
+        record = base_record(config, grid.digest(cell))
         record["error"], record["selection"] = reason, selection
         folder = grid.exp_dir / cell.name
         folder.mkdir(parents=True, exist_ok=True)

@@ -7,15 +7,19 @@ rate first where the method asks for a search (selection.py), and runs every cel
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+import tunebench
 from tunebench.config import ExperimentSpec, MethodSpec
 from tunebench.core import store
 from tunebench.core.errors import SpecError
 from tunebench.models import ResolvedModel
+from tunebench.models.fingerprint import fingerprint
 from tunebench.runs.progress import RunProgress
 from tunebench.tasks import Splits, Task
 
@@ -24,6 +28,12 @@ from tunebench.tasks import Splits, Task
 _INFERENCE_BUDGET = ("max_length", "precision", "eval_batch_size")
 #: Budget fields that change how a run is carried out but not its results: left out of every config.
 _OPERATIONAL_BUDGET = ("checkpoint_every",)
+#: Config entries that say where a run was asked for, not what it computes: left out of its identity, so
+#: that the same run asked for by another experiment, or with the model or data at another path, is reused.
+_NOT_IDENTITY = ("experiment", "model_path")
+_TASK_PATHS = ("path", "test_path")
+#: The libraries whose version can change a run's numbers; their versions are part of its identity.
+_RESULT_LIBRARIES = ("torch", "transformers", "peft")
 
 
 @dataclass
@@ -75,9 +85,13 @@ class Grid:
         """The cell's resolved config, written to its config.json; its hash says whether a run is finished."""
         return cell_config(cell, self.spec, self.task, self.splits)
 
+    def digest(self, cell: Cell) -> str:
+        """The cell's identity: the hash of what it computes (`identity`)."""
+        return store.config_hash(identity(self.config(cell)))
+
     def finished(self, cell: Cell) -> tuple[str, dict | None]:
-        """The cell's config hash, and its earlier result when it finished with the same config."""
-        digest = store.config_hash(self.config(cell))
+        """The cell's identity hash, and its earlier result when it finished here with the same identity."""
+        digest = self.digest(cell)
         folder = self.exp_dir / cell.name
         if not self.force and store.is_finished(folder, digest):
             return digest, store.read_result(folder / store.RESULT)
@@ -98,6 +112,8 @@ def cell_config(cell: Cell, spec: ExperimentSpec, task: Task, splits: Splits) ->
         "experiment": spec.name,
         "model": cell.model.name,
         "model_path": cell.model.path,
+        "model_fingerprint": fingerprint(cell.model),
+        "versions": library_versions(),
         "task": {
             "name": task.name,
             "registered_as": spec.task.name,
@@ -109,6 +125,29 @@ def cell_config(cell: Cell, spec: ExperimentSpec, task: Task, splits: Splits) ->
         "budget": budget,
         "seed": cell.seed,
     }
+
+
+def identity(config: dict[str, Any]) -> dict[str, Any]:
+    """What a run computes, and nothing about where it was asked for: the model's weights (their
+    fingerprint), the data (its fingerprint and the options that built it), the method and its options, the
+    budget, the seed and the versions that affect the numbers. Its hash decides whether a run is finished,
+    here or in another experiment."""
+    kept = {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
+    if isinstance(kept.get("task"), dict):
+        kept["task"] = {k: v for k, v in kept["task"].items() if k not in _TASK_PATHS}
+    return kept
+
+
+@functools.cache
+def library_versions() -> dict[str, str]:
+    """tunebench's version and those of the libraries that compute a run's numbers."""
+    versions = {"tunebench": tunebench.__version__}
+    for name in _RESULT_LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
 
 
 def needs_lr_search(method_spec: MethodSpec) -> bool:

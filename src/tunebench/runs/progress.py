@@ -5,6 +5,8 @@ A live rich display on a terminal; on a pipe or in CI, a line every tenth of a p
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -33,6 +35,12 @@ class RunProgress:
     def skip(self, label: str, index: int, total: int) -> None:
         console.print(
             f"[dim][{index}/{total}] {label}: finished earlier, reusing its result (--force redoes it)[/dim]"
+        )
+
+    def reused(self, label: str, index: int, total: int, source: Path) -> None:
+        console.print(
+            f"[dim][{index}/{total}] {label}: the same run finished in {source.parent.name}, reusing it "
+            "(--force redoes it)[/dim]"
         )
 
     def _phase(self, description: str, total: int) -> None:

@@ -7,8 +7,12 @@ Keys (all present; values may be null where a method has nothing to report):
   failed_files     null, or for a failed run the folder (failed-<UTC time>/) its partial files were moved
                    to (null when it left none)
   experiment, model, task, method, seed
-  config           the resolved config of the run
-  config_hash      identifies the config: a finished run with the same hash is not redone
+  config           the resolved config of the run; with model_fingerprint (the hash of the model folder's
+                   files) and versions (tunebench, torch, transformers, PEFT): with the data's fingerprint,
+                   the method, the budget and the seed they are the run's identity (config_hash); the
+                   experiment's name and the paths are recorded but are not part of it
+  config_hash      the run's identity: a run that finished with the same hash, in this experiment or
+                   another one under the same runs folder or the run cache, is not redone
   primary_metric   the metric the leaderboard ranks by ("exact_match" or "accuracy")
   metrics          metric name → value in [0, 1]
   ci95             [low, high] 95% bootstrap interval of the primary metric
@@ -54,7 +58,8 @@ Keys (all present; values may be null where a method has nothing to report):
                    final_loss, error, extension, reusable}]
   reused           absent, or {from: "learning-rate selection", path}: this run's training is the
                    selection winner's (same seed, same whole budget), evaluated on test without training
-                   it again
+                   it again; or {from: "an earlier run", path}: the same run (same identity: runs/grid.py
+                   `identity`) finished in another experiment or the run cache, and was copied here
   artifact         path (relative to the run folder), bytes; for a method trained by an objective the
                    folder also holds objective.json (what its answers depend on besides the weights)
   wall_seconds     the whole run: loading, training, evaluation, export

@@ -50,7 +50,7 @@ from tunebench.models import ResolvedModel
 from tunebench.runs import measure
 from tunebench.runs.cell import KEPT_TRAINING, export_artifact, make_context, train_record
 from tunebench.runs.devcurve import DevCurve
-from tunebench.runs.grid import Cell, Grid, needs_lr_search
+from tunebench.runs.grid import Cell, Grid, identity, needs_lr_search
 from tunebench.train.budget import Budget
 from tunebench.train.memory import release_memory
 
@@ -230,7 +230,7 @@ def _evaluate(
     assert budget.lr is not None  # a candidate's budget has its learning rate (at_lr)
     candidate = dataclasses.replace(cell, method=dataclasses.replace(cell.method, budget=budget))
     config = {**grid.config(candidate), "role": "lr-selection", "fraction": fraction}
-    path = folder / f"lr{budget.lr:g}--{store.config_hash(config)}.json"
+    path = folder / f"lr{budget.lr:g}--{store.config_hash(identity(config))}.json"
     if fraction >= 1.0:
         paths[budget.lr] = path
     if not grid.force and path.exists():
