@@ -60,7 +60,7 @@ def main() -> None:
                 sel = select_for_cell(cell, grid)
                 rows.append((method.name, model, search, sel))
     for name, model, search, sel in rows:
-        steps = sum(c["steps"] for c in sel["candidates"])
+        steps = sum(c["steps"] - c.get("continued_from", 0) for c in sel["candidates"])  # rungs continue
         scores = ", ".join(
             f"{c['lr']:g}@{c['fraction']:g}: {c['dev_score']:.3f}"
             if c["status"] == "ok"

@@ -70,7 +70,10 @@ def test_every_run_writes_its_files(finished_run):
         assert set(result) >= RESULT_KEYS, RESULT_KEYS - set(result)
         # every key written is documented in runs/record.py, and every documented key is written
         assert set(result) <= documented_keys(), set(result) - documented_keys()
-        assert documented_keys() - set(result) <= {"reused"}  # only where a run reused a selection's training
+        assert documented_keys() - set(result) <= {
+            "reused",
+            "continued",
+        }  # only where a run reused a selection's training
         assert result["schema"] == 1 and result["status"] == "ok", result["error"]
         assert result["primary_metric"] == "exact_match"
         lo, hi = result["ci95"]

@@ -15,6 +15,7 @@ from tunebench.cli.main import main
 from tunebench.config import parse_spec
 from tunebench.core.errors import SpecError
 from tunebench.runs import measure
+from tunebench.runs.runner import run_experiment
 from tunebench.runs.selection import (
     Candidate,
     at_lr,
@@ -300,3 +301,39 @@ def test_latency_times_single_examples_within_a_time_budget(monkeypatch):
     calls.clear()
     assert measure.latency(Slow(), ctx, ["a", "b", "c", "d"])[1] == 2  # stops once the budget is spent
     assert measure.latency(Slow(), ctx, []) == (None, 0)
+
+
+def test_a_halving_rung_continues_its_last_state_and_ends_as_a_whole_run(tmp_path):
+    """The survivor of a rung goes on from the state its rung stopped at (weights, optimizer, schedule,
+    data position, random generators), so the last rung is the whole run: its losses and test answers
+    equal those of the same rate trained from scratch without a search."""
+    base = {
+        "models": ["tiny-llama"],
+        "task": {"name": "arithmetic", "digits": 1, "train_size": 32, "dev_size": 8, "test_size": 6},
+        "budget": {"steps": 8, "batch_size": 4, "precision": "fp32", "max_length": 32, "warmup": 0.0},
+        "out": str(tmp_path),
+    }
+    searched = {"name": "lora", "lr_grid": [1e-3, 3e-3, 1e-2, 3e-2], "lr_search": "halving"}
+    (halving,) = run_experiment(parse_spec({**base, "name": "halving", "methods": [searched]}))
+    chosen = halving["selection"]["chosen_lr"]
+    second_rung = [c for c in halving["selection"]["candidates"] if c["rung"] == 1 and not c["extension"]]
+    assert [c["continued_from"] for c in second_rung] == [2, 2]  # went on from the ¼ rung's 2 steps
+    assert halving["continued"] == {"from": "learning-rate selection", "step": 4}  # the ½ rung's steps
+    assert not list((tmp_path / "halving" / "selection").rglob("*.continue*"))  # rung states moved or dropped
+
+    (plain,) = run_experiment(
+        parse_spec({**base, "name": "plain", "methods": [{"name": "lora", "lr": chosen}]})
+    )
+    assert "reused" not in plain
+
+    def losses(name: str) -> list[float]:
+        log = (tmp_path / name / "tiny-llama--lora--s0" / "log.jsonl").read_text().splitlines()
+        return [e["loss"] for e in map(json.loads, log) if e["event"] == "train_step"]
+
+    assert losses("halving") == losses("plain") and len(losses("plain")) == 8
+    assert halving["metrics"] == plain["metrics"]
+    predictions = [
+        (tmp_path / n / "tiny-llama--lora--s0" / "predictions.jsonl").read_text()
+        for n in ("halving", "plain")
+    ]
+    assert predictions[0] == predictions[1]

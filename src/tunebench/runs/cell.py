@@ -44,10 +44,17 @@ KEPT_TRAINING = "training.json"
 
 
 def run_cell(
-    cell: Cell, grid: Grid, *, index: int, selection: dict | None = None, reuse: Path | None = None
+    cell: Cell,
+    grid: Grid,
+    *,
+    index: int,
+    selection: dict | None = None,
+    reuse: Path | None = None,
+    carry_on: Path | None = None,
 ) -> dict:
     """Run one cell (or take its earlier result) and return its record. `reuse` names the trained state of
-    the learning-rate search's winner when that training was this very run (selection.reusable_state)."""
+    the learning-rate search's winner when that training was this very run; `carry_on` the state where the
+    winner's last rung of successive halving stopped, which this run continues (selection.py)."""
     config = grid.config(cell)
     digest = store.config_hash(identity(config))
     folder = grid.exp_dir / cell.name
@@ -55,9 +62,11 @@ def run_cell(
     if earlier is not None:
         return earlier
     grid.progress.run_start(cell.name, index, grid.total)
-    checkpoint, resume = _open(folder, config, digest, cell, grid.force)
+    checkpoint, resume = _open(folder, config, digest, cell, grid.force, carry_on)
     record = base_record(config, digest)
     record["selection"] = selection
+    if resume is not None and resume.get("continued"):
+        record["continued"] = {"from": "learning-rate selection", "step": resume["step"]}
     method = cell.method.make()
     started = time.perf_counter()
     try:
@@ -113,13 +122,20 @@ def _refuse_a_failed_search(selection: dict | None) -> None:
 
 
 def _open(
-    folder: Path, config: dict, digest: str, cell: Cell, force: bool
+    folder: Path, config: dict, digest: str, cell: Cell, force: bool, carry_on: Path | None
 ) -> tuple[Checkpointer, dict | None]:
-    """The run's folder, ready: a fresh start, or a resume from the checkpoint a killed attempt left."""
+    """The run's folder, ready: a fresh start, a resume from the checkpoint a killed attempt left, or a
+    continuation of the learning-rate search's last rung (`carry_on`)."""
     store.make_folder(folder)
     checkpoint = Checkpointer(folder / store.CHECKPOINT, cell.method.budget.checkpoint_every, digest)
     resume = None if force else checkpoint.meta()
-    if resume is None:
+    if resume is None and carry_on is not None:
+        checkpoint.adopt(carry_on)
+        resume = {**(checkpoint.meta() or {}), "continued": True}
+        console.print(f"  continuing the learning-rate search's last rung from step {resume['step']}")
+        store.reset_run(folder)
+        _log_losses(folder, resume["stats"]["losses"], continued=True)
+    elif resume is None:
         checkpoint.clear()
         store.reset_run(folder)
     else:
@@ -225,6 +241,13 @@ def reuse_training(method: Method, state: Path, record: dict, log: TextIO) -> No
     for step, loss in enumerate(saved.get("losses") or [], start=1):
         log.write(json.dumps({"event": "train_step", "step": step, "loss": loss, "reused": True}) + "\n")
     console.print(f"  [dim]trained during the learning-rate search: reusing {state.name}[/dim]")
+
+
+def _log_losses(folder: Path, losses: list[float], **marks: bool) -> None:
+    """The steps another training did for this run (a rung it continues), in its log."""
+    with open(folder / store.LOG, "a", encoding="utf-8") as log:
+        for step, loss in enumerate(losses, start=1):
+            log.write(json.dumps({"event": "train_step", "step": step, "loss": loss, **marks}) + "\n")
 
 
 def _note_training(method: Method, ctx: Context, record: dict) -> None:

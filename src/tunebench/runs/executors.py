@@ -30,7 +30,7 @@ from tunebench.models import ResolvedModel
 from tunebench.runs.cell import run_cell
 from tunebench.runs.grid import Cell, Grid, needs_lr_search
 from tunebench.runs.record import base_record
-from tunebench.runs.selection import reusable_state, with_selected_lr
+from tunebench.runs.selection import continuable_state, reusable_state, with_selected_lr
 from tunebench.train import distributed
 
 EXECUTORS = ("local", "ray")
@@ -77,8 +77,8 @@ class LocalExecutor:
                 return store.read_result(grid.exp_dir / cell.name / store.RESULT)
             if not distributed.is_main():
                 grid = replace(grid, exp_dir=scratch)
-        reuse = reusable_state(selection, cell.seed)
-        return run_cell(cell, grid, index=index, selection=selection, reuse=reuse)
+        reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
+        return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
 
 
 class _scratch:
@@ -108,7 +108,8 @@ def _import_ray():
 def _ray_run_cell(grid: Grid, cell: Cell, index: int, selection: dict | None) -> dict:
     """A Ray task: one run, written to its folder like a local one; returns the record."""
     _use_cpus(cell.method.resources)
-    return run_cell(cell, grid, index=index, selection=selection, reuse=reusable_state(selection, cell.seed))
+    reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
+    return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
 
 
 def _ray_select(grid: Grid, model: ResolvedModel, method_spec: MethodSpec) -> tuple[MethodSpec, dict | None]:

@@ -60,6 +60,9 @@ Keys (all present; values may be null where a method has nothing to report):
                    selection winner's (same seed, same whole budget), evaluated on test without training
                    it again; or {from: "an earlier run", path}: the same run (same identity: runs/grid.py
                    `identity`) finished in another experiment or the run cache, and was copied here
+  continued        absent, or {from: "learning-rate selection", step}: the search's last rung of successive
+                   halving was this run's first `step` steps (same seed, same whole-budget schedule); the run
+                   continued from that state (its log marks those steps `continued`) and trained the rest
   artifact         path (relative to the run folder), bytes; for a method trained by an objective the
                    folder also holds objective.json (what its answers depend on besides the weights)
   wall_seconds     the whole run: loading, training, evaluation, export

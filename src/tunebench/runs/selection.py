@@ -11,9 +11,12 @@ Two searches:
            runs' first seed (it is the selection's seed) the winner's training *is* that final run: the
            winner's trained state is kept, and the final run evaluates it on test instead of training it again.
   halving  successive halving (Jamieson & Talwalkar, 2016; the rungs of Hyperband): all candidates train
-           for a fraction of the steps, the better half on dev goes on with twice as many, and so on. The
-           last rung, with one candidate left and the whole budget, is the final run itself; a grid of 4
-           then costs 2 budgets of selection instead of 4.
+           for a fraction of the steps, the better half on dev goes on with twice as many, and so on. A
+           survivor continues from the state its rung stopped at (`CONTINUATION`: weights, optimizer,
+           schedule, data position, random generators), so a rung is the same training stopped later,
+           not a restart. The last rung, with one candidate left and the whole budget, is the final run
+           of the first seed, which continues the winner's last rung: a grid of 4 trains 4 × 1/4 + 2 ×
+           1/4 = 1.5 budgets, half a budget of which is that final run's own first half.
 
 Fair rungs. Every candidate of every rung follows the learning-rate schedule of the *whole* budget
 (warm-up, then cosine decay to the last step of the budget) and is stopped after its rung's share of the
@@ -52,9 +55,12 @@ from tunebench.runs.cell import KEPT_TRAINING, export_artifact, make_context, tr
 from tunebench.runs.devcurve import DevCurve
 from tunebench.runs.grid import Cell, Grid, identity, needs_lr_search
 from tunebench.train.budget import Budget
+from tunebench.train.checkpoint import META, Checkpointer
 from tunebench.train.memory import release_memory
 
 SELECTION_DIR = "selection"
+#: Beside a candidate's records: the state its last rung stopped at, for the next rung to continue from.
+CONTINUATION = ".continue"
 
 
 @dataclass
@@ -73,6 +79,9 @@ class Candidate:
     error: str | None = None
     fraction: float = 1.0
     """Share of the budget's steps it trained, on the whole budget's schedule."""
+    continued_from: int = 0
+    """The step its previous rung stopped at, whose state this rung continued from (0: trained from the
+    start); it trained `steps - continued_from` steps of its own."""
     extension: bool = False
     """A rate added beyond the grid's edge because the grid's winner sat there."""
     reusable: bool = False
@@ -199,7 +208,9 @@ def select_for_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
     chosen = selection["chosen_lr"]
     if selection["reusable"]:
         selection["reuse_path"] = str(paths[chosen])
-    _drop_losers(paths, chosen)
+    elif chosen is not None and (folder / f"lr{chosen:g}{CONTINUATION}" / META).exists():
+        selection["continue_path"] = str(folder / f"lr{chosen:g}{CONTINUATION}")
+    _drop_losers(folder, paths, chosen)
     console.print(
         f"  chosen lr: [cyan]{chosen:g}[/cyan]"
         + (" (the grid's edge was extended)" if selection["extended"] else "")
@@ -215,6 +226,15 @@ def reusable_state(selection: dict | None, seed: int) -> Path | None:
         return None
     state = candidate_state(Path(selection["reuse_path"]))
     return state if (state / KEPT_TRAINING).exists() else None
+
+
+def continuable_state(selection: dict | None, seed: int) -> Path | None:
+    """Where the winner's last rung of successive halving stopped, when the final run of this seed is that
+    very training continued (same seed, same whole-budget schedule): it trains only the steps after it."""
+    if not selection or not selection.get("continue_path") or seed != selection["seed"]:
+        return None
+    state = Path(selection["continue_path"])
+    return state if (state / META).exists() else None
 
 
 def candidate_state(path: Path) -> Path:
@@ -241,17 +261,22 @@ def _evaluate(
             )
             return Candidate(**cached["candidate"])
     folder.mkdir(parents=True, exist_ok=True)
-    result, train = _run_candidate(candidate, grid, rung, fraction, path)
+    # A rung's state (weights, optimizer, schedule, data position, random generators) is kept, and the
+    # next rung of the same rate continues from it: a continued candidate is the whole run, stopped later.
+    tag = store.config_hash(identity(grid.config(candidate)))
+    continuation = Checkpointer(folder / f"lr{budget.lr:g}{CONTINUATION}", every=0, tag=tag)
+    result, train = _run_candidate(candidate, grid, rung, fraction, path, continuation)
     record = {"schema": 1, "status": result.status, "config": config, "candidate": dataclasses.asdict(result)}
     store.write_json_atomic(path, {**record, "train": train})
     return result
 
 
 def _run_candidate(
-    cell: Cell, grid: Grid, rung: int, fraction: float, path: Path
+    cell: Cell, grid: Grid, rung: int, fraction: float, path: Path, continuation: Checkpointer
 ) -> tuple[Candidate, dict | None]:
-    """Train one candidate for `fraction` of the budget (on the whole budget's schedule) and score it on
-    dev; a whole-budget candidate also exports its trained state, for the final run to reuse."""
+    """Train one candidate for `fraction` of the budget (on the whole budget's schedule), continuing from
+    its previous rung's state, and score it on dev; a whole-budget candidate also exports its trained
+    state, for the final run to reuse."""
     budget = cell.method.budget
     assert budget.lr is not None  # a candidate's budget has its learning rate (at_lr)
     candidate = Candidate(lr=budget.lr, steps=budget.steps, rung=rung, fraction=fraction)
@@ -260,8 +285,12 @@ def _run_candidate(
     try:
         require_access(method, cell.model)
         method.check(grid.task, cell.model)
-        dev = DevCurve(method, budget)
+        earlier = continuation.meta()
+        candidate.continued_from = earlier["step"] if earlier else 0
+        dev = DevCurve(method, budget, (earlier or {}).get("extra"))
+        continuation.extra, continuation.at_stop = dev.saved, fraction < 1.0
         ctx = make_context(cell, grid.task, grid.splits, budget, grid.progress)
+        ctx.checkpoint = continuation
 
         def on_step(step: int, steps: int, loss: float) -> bool:
             grid.progress.train_step(step, steps, loss)
@@ -272,6 +301,8 @@ def _run_candidate(
         method.prepare(ctx)
         stats = method.fit(ctx)
         early = dev.finish()
+        if fraction >= 1.0 or dev.stopped_at is not None:  # done, or early-stopped: nothing to continue
+            continuation.clear()
         if stats is not None:
             candidate.steps, candidate.final_loss = stats.steps, final_loss(stats.losses)
             train = train_record(stats, method.truncated, dev, early, len(grid.splits.dev))
@@ -307,8 +338,11 @@ def _keep_state(
     )
 
 
-def _drop_losers(paths: dict[float, Path], chosen: float | None) -> None:
+def _drop_losers(folder: Path, paths: dict[float, Path], chosen: float | None) -> None:
     """The trained states of the candidates that lost are not needed (a full model each, for `full`)."""
     for lr, path in paths.items():
         if lr != chosen:
             shutil.rmtree(candidate_state(path), ignore_errors=True)
+    for state in folder.glob(f"*{CONTINUATION}*"):  # rung states of candidates that dropped out
+        if chosen is None or state.name != f"lr{chosen:g}{CONTINUATION}":
+            shutil.rmtree(state, ignore_errors=True)

@@ -47,6 +47,9 @@ class Checkpointer:
         self.tag = tag
         self.extra: Callable[[], dict[str, Any]] = dict
         """State of the caller saved beside training's (the runner's dev curve), returned by `meta`."""
+        self.at_stop = False
+        """Also save when the caller stops training early (a learning-rate candidate's rung of successive
+        halving: the next rung continues from that state instead of starting again)."""
         self.written = 0
         self.seconds = 0.0
         """Time spent writing checkpoints (left out of the training time)."""
@@ -133,6 +136,15 @@ class Checkpointer:
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
         return meta
+
+    def adopt(self, source: Path) -> None:
+        """Take a state another training saved as this run's own, moved into place with this run's tag: a
+        learning-rate candidate's last rung, which the final run of the same seed continues."""
+        self.clear()
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(source), str(self.folder))
+        meta = json.loads((self.folder / META).read_text(encoding="utf-8"))
+        _write_synced(self.folder / META, json.dumps({**meta, "tag": self.tag}))
 
     def clear(self) -> None:
         """Remove every checkpoint of this run (it finished, or failed and restarts clean)."""

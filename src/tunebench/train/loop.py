@@ -140,12 +140,13 @@ def train(
             optimizer.zero_grad(set_to_none=True)
             stats.losses.append(step_loss)
             stats.steps = step + 1
-            if on_step is not None and on_step(step + 1, steps, step_loss):
-                break  # early stopping: the caller restores the best state it kept
-            if checkpoint is not None and checkpoint.due(step + 1, steps):
+            stop = on_step is not None and on_step(step + 1, steps, step_loss)
+            if checkpoint is not None and (checkpoint.at_stop if stop else checkpoint.due(step + 1, steps)):
                 stats.seconds = before + time.perf_counter() - start - checkpoint.seconds
                 stats.peak_rss_mb, stats.peak_gpu_mb = _peaks(stats, mem)
                 checkpoint.save(step + 1, model, optimizer, scheduler, dataclasses.asdict(stats))
+            if stop:
+                break  # early stopping (the caller restores the best state it kept), or a rung's end
         # Writing checkpoints is the harness's cost, not the method's: it is left out of training time.
         stats.seconds = before + time.perf_counter() - start - (checkpoint.seconds if checkpoint else 0.0)
     model.eval()
