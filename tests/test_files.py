@@ -211,8 +211,8 @@ def test_missing_file_and_unknown_format(tmp_path):
     path = tmp_path / "d.xlsx"
     path.write_text("x")
     message = data_error(path)
-    assert message.startswith(f"{path}: unknown format '.xlsx'")
-    assert ".jsonl" in message and ".parquet" in message
+    assert message.startswith(f"{path}: tunebench does not read '.xlsx' files; supported:")
+    assert ".jsonl" in message and ".parquet" in message and ".txt" in message
 
 
 def test_damaged_parquet(tmp_path):
@@ -329,3 +329,108 @@ def test_bad_options_are_spec_errors(tmp_path):
         load(path, dev_fraction=0.5, test_fraction=0.5)
     with pytest.raises(SpecError, match=r"task\.train_size: must be at least 1"):
         load(path, train_size=0)
+
+
+# --- data in other shapes: no header, joined fields, "label text" lines, unsupported formats ---------------
+
+NEWS = [
+    ("3", "Fears for T N pension", "Unions representing workers at Turner Newall say"),
+    ("1", "Peace talks", "Leaders met"),
+]
+
+
+def write_news(path: Path, n: int = 40) -> Path:
+    """A header-less CSV as public news-topic corpora ship it: "class","title","description"."""
+    with path.open("w", newline="", encoding="utf-8") as f:
+        writer = csv.writer(f, quoting=csv.QUOTE_ALL)
+        for i in range(n):
+            label, title, text = NEWS[i % 2]
+            writer.writerow([label, f"{title} {i}", text])
+    return path
+
+
+def test_a_csv_without_a_header_takes_named_columns_and_an_input_template(tmp_path):
+    path = write_news(tmp_path / "news.csv")
+    task = build_task(
+        "file",
+        {"path": str(path), "header": False, "columns": ["label", "title", "text"],
+         "input": "{title}. {text}", "target": "label"},
+    )  # fmt: skip
+    examples = task.splits().train + task.splits().dev + task.splits().test
+    assert len(examples) == 40  # the first row is data, not a header
+    assert (
+        Example("Fears for T N pension 0. Unions representing workers at Turner Newall say", "3") in examples
+    )
+    assert task.kind == "classification" and task.labels == ["1", "3"]
+
+
+def test_a_csv_without_a_header_can_be_addressed_by_column_position(tmp_path):
+    path = write_news(tmp_path / "news.csv")
+    task = build_task("file", {"path": str(path), "header": False, "input": "2", "target": "0"})
+    assert {e.target for e in task.splits().train} == {"1", "3"}
+
+
+def test_header_less_errors_name_the_setting(tmp_path):
+    path = write_news(tmp_path / "news.csv")
+    with pytest.raises(DataError, match=r"news.csv:1: 3 fields, but columns names 2 \(label, text\)"):
+        build_task(
+            "file",
+            {
+                "path": str(path),
+                "header": False,
+                "columns": ["label", "text"],
+                "input": "text",
+                "target": "label",
+            },
+        )
+    with pytest.raises(
+        SpecError, match="columns: names the columns of a file without a header row; add header: false"
+    ):
+        build_task("file", {"path": str(path), "columns": ["label", "title", "text"]})
+    with pytest.raises(DataError, match=r"news.csv:1: no field 'titel'. Did you mean 'title'\?"):
+        build_task(
+            "file",
+            {
+                "path": str(path),
+                "header": False,
+                "columns": ["label", "title", "text"],
+                "input": "{titel}: {text}",
+                "target": "label",
+            },
+        )
+
+
+def test_label_text_lines(tmp_path):
+    path = tmp_path / "intents.txt"
+    lines = [
+        f"{'__label__' if i % 3 == 0 else ''}{'greet' if i % 2 else 'bye'} message number {i}"
+        for i in range(30)
+    ]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    task = build_task("file", {"path": str(path)})
+    examples = task.splits().train + task.splits().dev + task.splits().test
+    assert Example("message number 3", "greet") in examples  # fastText's __label__ prefix dropped
+    assert task.labels == ["bye", "greet"] and task.describe()["fields"] == {
+        "input": "text",
+        "target": "label",
+    }
+    path.write_text("greet hello\nlonely\n", encoding="utf-8")
+    with pytest.raises(
+        DataError, match=r"intents.txt:2: expected a label, a space and the text, got 'lonely'"
+    ):
+        build_task("file", {"path": str(path)})
+
+
+def test_a_data_file_in_an_unsupported_format_is_named_as_such(tmp_path):
+    from tunebench.config import parse_spec
+
+    path = tmp_path / "x.xlsx"
+    path.write_bytes(b"PK")
+    with pytest.raises(SpecError) as info:
+        parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot"], "task": str(path)}, source="flags")
+    message = str(info.value)
+    assert f"{path} is a file, but tunebench does not read '.xlsx' files; supported: .jsonl" in message
+    assert "unknown task" not in message
+    txt = write_news(tmp_path / "n.txt")  # a .txt file is taken as a data file, read at the run's start
+    spec = parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot"], "task": str(txt)})
+    assert spec.task.name == "file" and spec.task.options["path"] == str(txt)

@@ -20,6 +20,7 @@ from tunebench.core.units import parse_memory
 from tunebench.methods import Method
 from tunebench.objectives import build_method, method_class, objective_class, option_groups, split_name
 from tunebench.tasks import TASKS
+from tunebench.tasks.files import FORMATS, file_format_error
 from tunebench.train.budget import Budget
 
 
@@ -119,7 +120,6 @@ def _resources_entry(method: MethodSpec, spec: ExperimentSpec) -> dict[str, Any]
 
 
 SPEC_KEYS = ["name", "models", "task", "methods", "seeds", "budget", "resources", "out", "run_cache"]
-_TASK_SUFFIXES = (".jsonl", ".json", ".csv", ".tsv", ".parquet")
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -202,7 +202,9 @@ def parse_task(value: Any, where: str) -> TaskSpec:
         raise SpecError(f"{where}: expected a task name or a mapping with 'name'")
     options = {k: v for k, v in value.items() if k != "name"}
     name = str(value["name"])
-    if name not in TASKS and name.lower().endswith(_TASK_SUFFIXES):
+    if name not in TASKS and (name.lower().endswith(tuple(FORMATS)) or Path(name).is_file()):
+        if not name.lower().endswith(tuple(FORMATS)):  # a file, in a format tunebench does not read
+            raise SpecError(f"{where}: {name} is a file, but {file_format_error(Path(name))}")
         options.setdefault("path", name)  # a data file given directly as the task
         name = "file"
     TASKS.get(name)  # unknown names fail here, with close matches

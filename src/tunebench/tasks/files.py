@@ -1,4 +1,9 @@
-"""The user's own data: JSONL, CSV, TSV or Parquet, one file or a train/test pair.
+"""The user's own data: JSONL, CSV, TSV, Parquet or "label text" lines, one file or a train/test pair.
+
+CSV and TSV files have a header row unless `header: false`, whose columns are then named by `columns`
+(or by their position, 0, 1, …). The input can join several fields with a template,
+`input: "{title}. {description}"`. A .txt file holds one example a line: the label, a space, the text
+(fastText's `__label__` prefix is dropped); its fields are `label` and `text`.
 
 Every problem is reported with the file and line (or row) at fault. A task whose targets come from a
 small label set is a classification task (accuracy, macro-F1); otherwise it is a generation task
@@ -12,6 +17,7 @@ import csv
 import io
 import json
 import random
+import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -21,7 +27,18 @@ from tunebench.core.typed import require
 from tunebench.core.ui import console
 from tunebench.tasks.base import TASKS, Example, Kind, Splits, Task, TaskEntry
 
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+FORMATS = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".parquet": "parquet",
+    ".txt": "txt",
+}
+#: The fields of a format whose rows carry their own names (a "label text" line), used when the spec
+#: leaves `input` and `target` at their defaults.
+FORMAT_FIELDS = {"txt": ("text", "label")}
+FASTTEXT_LABEL = "__label__"
 
 
 @dataclass
@@ -31,7 +48,7 @@ class FileOptions:
     test_path: str | None = None
     """An optional separate test file (the dev split is then carved from `path`)."""
     input: str = "input"
-    """Field holding the model's input."""
+    """Field holding the model's input, or a template joining several: "{title}. {description}"."""
     target: str = "target"
     """Field holding the expected answer or label."""
     kind: str = "auto"
@@ -51,6 +68,11 @@ class FileOptions:
     duplicates: str = "warn"
     """Dev or test examples whose input is also in an earlier split (leakage): warn (counted in the result
     and the report), drop (removed from dev and test), or error."""
+    header: bool = True
+    """CSV/TSV: the first row names the columns. false: every row is data, and `columns` names them (else
+    they are named by position: 0, 1, …)."""
+    columns: list[str] | None = None
+    """CSV/TSV without a header: the columns' names, in order, e.g. [label, title, text]."""
 
     def check(self, where: str) -> None:
         require(bool(self.path), f"{where}.path", "a data file is required")
@@ -76,21 +98,63 @@ class FileOptions:
         for name in ("train_size", "test_size", "dev_size"):
             value = getattr(self, name)
             require(value is None or value >= 1, f"{where}.{name}", "must be at least 1")
+        require(
+            self.columns is None or not self.header,
+            f"{where}.columns",
+            "names the columns of a file without a header row; add header: false (a header row names its own)",
+        )
+        if self.columns is not None:
+            twice = sorted({c for c in self.columns if self.columns.count(c) > 1})
+            require(not twice, f"{where}.columns", f"{', '.join(twice)} named twice")
 
 
-def read_rows(path: Path, encoding: str = "utf-8") -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs. Line numbers are 1-based lines of the file (rows for Parquet)."""
+def read_rows(
+    path: Path, encoding: str = "utf-8", *, header: bool = True, columns: list[str] | None = None
+) -> list[tuple[int, dict[str, Any]]]:
+    """(line number, row) pairs. Line numbers are 1-based lines of the file (rows for Parquet). `header`
+    and `columns` apply to CSV and TSV (FileOptions)."""
     if not path.exists():
         raise DataError(f"{path}: no such file")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise DataError(f"{path}: unknown format {path.suffix!r}; expected one of {', '.join(FORMATS)}")
+    fmt = file_format(path)
     if fmt == "parquet":
         return _read_parquet(path)
     text = _decode(path, encoding)
     if fmt == "jsonl":
         return _parse_jsonl(path, text)
-    return _parse_delimited(path, text, "," if fmt == "csv" else "\t")
+    if fmt == "txt":
+        return _parse_labelled_lines(path, text)
+    return _parse_delimited(path, text, "," if fmt == "csv" else "\t", header=header, columns=columns)
+
+
+def file_format(path: Path) -> str:
+    """The format a data file's suffix names; an unsupported one is an error that lists the supported."""
+    fmt = FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(f"{path}: {file_format_error(path)}")
+    return fmt
+
+
+def file_format_error(path: Path) -> str:
+    return (
+        f"tunebench does not read {path.suffix or 'suffix-less'!r} files; supported: {', '.join(FORMATS)} "
+        "(JSON lines, CSV, TSV, Parquet, and .txt with a label and the text a line)"
+    )
+
+
+def _parse_labelled_lines(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
+    """'label text' lines (fastText's `__label__x text` too): fields `label` and `text`."""
+    rows = []
+    for lineno, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        label, _, rest = line.strip().partition(" ")
+        label = label.removeprefix(FASTTEXT_LABEL)
+        if not rest.strip() or not label:
+            raise DataError(
+                f"{path}:{lineno}: expected a label, a space and the text, got {line.strip()[:60]!r}"
+            )
+        rows.append((lineno, {"label": label, "text": rest.strip()}))
+    return rows
 
 
 def _decode(path: Path, encoding: str) -> str:
@@ -129,17 +193,13 @@ def _parse_jsonl(path: Path, text: str) -> list[tuple[int, dict[str, Any]]]:
     return rows
 
 
-def _parse_delimited(path: Path, text: str, delimiter: str) -> list[tuple[int, dict[str, Any]]]:
+def _parse_delimited(
+    path: Path, text: str, delimiter: str, *, header: bool = True, columns: list[str] | None = None
+) -> list[tuple[int, dict[str, Any]]]:
     # A file-like object with newline="" keeps the newlines inside quoted fields (splitting the text
     # into lines first would silently drop them, and split rows at characters such as U+2028).
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    try:
-        header = next(reader)
-    except StopIteration:
-        return []
-    except csv.Error as e:
-        raise DataError(f"{path}:{reader.line_num}: not valid {_format_name(delimiter)} ({e})") from None
-    rows = []
+    rows: list[tuple[int, list[str]]] = []
     while True:
         try:
             row = next(reader)
@@ -147,15 +207,22 @@ def _parse_delimited(path: Path, text: str, delimiter: str) -> list[tuple[int, d
             break
         except csv.Error as e:  # an unclosed quote, a field over the size limit
             raise DataError(f"{path}:{reader.line_num}: not valid {_format_name(delimiter)} ({e})") from None
-        lineno = reader.line_num
-        if not any(cell.strip() for cell in row):
+        if rows and not any(cell.strip() for cell in row):
             continue
-        if len(row) != len(header):
+        rows.append((reader.line_num, row))
+    if not rows:
+        return []
+    if header:
+        names, named_by = rows.pop(0)[1], "the header has"
+    else:
+        names = columns or [str(i) for i in range(len(rows[0][1]))]
+        named_by = "columns names" if columns else "the first row has"
+    for lineno, row in rows:
+        if len(row) != len(names):
             raise DataError(
-                f"{path}:{lineno}: {len(row)} fields, but the header has {len(header)} ({', '.join(header)})"
+                f"{path}:{lineno}: {len(row)} fields, but {named_by} {len(names)} ({', '.join(names)})"
             )
-        rows.append((lineno, dict(zip(header, row))))
-    return rows
+    return [(lineno, dict(zip(names, row, strict=True))) for lineno, row in rows]
 
 
 def _format_name(delimiter: str) -> str:
@@ -174,29 +241,57 @@ def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return [(i + 1, row) for i, row in enumerate(table.to_pylist())]
 
 
-def load_examples(path: Path, input_field: str, target_field: str, encoding: str = "utf-8") -> list[Example]:
-    rows = read_rows(path, encoding)
+def load_examples(path: Path, options: FileOptions) -> list[Example]:
+    """The file's examples: `options.input` (a field, or a template of fields) and `options.target`."""
+    rows = read_rows(path, options.encoding, header=options.header, columns=options.columns)
     if not rows:
         raise DataError(f"{path}: the file holds no examples")
+    input_field, target_field = _fields(path, options)
     examples = []
     for lineno, row in rows:
-        for name in (input_field, target_field):
-            if name not in row:
-                present = ", ".join(row)
-                raise DataError(
-                    f"{path}:{lineno}: no field {name!r}.{did_you_mean(name, row)} Fields present: {present}"
-                )
-        inp, tgt = row[input_field], row[target_field]
-        for name, value in ((input_field, inp), (target_field, tgt)):
-            if isinstance(value, dict | list):
-                raise DataError(
-                    f"{path}:{lineno}: field {name!r} holds a JSON {'object' if isinstance(value, dict) else 'array'}; "
-                    "expected text or a number"
-                )
+        inp = (
+            _fill(input_field, row, path, lineno)
+            if "{" in input_field
+            else _field(row, input_field, path, lineno)
+        )
+        tgt = _field(row, target_field, path, lineno)
         if inp is None or tgt is None or str(tgt).strip() == "":
             raise DataError(f"{path}:{lineno}: empty {input_field if inp is None else target_field!r}")
         examples.append(Example(str(inp), str(tgt).strip()))
     return examples
+
+
+def _fields(path: Path, options: FileOptions) -> tuple[str, str]:
+    """(input, target) as the options name them; a format whose rows name their own fields (.txt: label and
+    text) supplies them where the options are left at their defaults."""
+    own = FORMAT_FIELDS.get(file_format(path))
+    if own is None:
+        return options.input, options.target
+    defaults = FileOptions()
+    return (
+        own[0] if options.input == defaults.input else options.input,
+        own[1] if options.target == defaults.target else options.target,
+    )
+
+
+def _field(row: dict[str, Any], name: str, path: Path, lineno: int) -> Any:
+    if name not in row:
+        present = ", ".join(row)
+        raise DataError(
+            f"{path}:{lineno}: no field {name!r}.{did_you_mean(name, row)} Fields present: {present}"
+        )
+    value = row[name]
+    if isinstance(value, dict | list):
+        kind = "object" if isinstance(value, dict) else "array"
+        raise DataError(f"{path}:{lineno}: field {name!r} holds a JSON {kind}; expected text or a number")
+    return value
+
+
+def _fill(template: str, row: dict[str, Any], path: Path, lineno: int) -> str:
+    """An input built from several fields: "{title}. {description}"."""
+    names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    values = {name: _field(row, name, path, lineno) for name in names}
+    return template.format(**{k: "" if v is None else v for k, v in values.items()})
 
 
 class FileTask(Task):
@@ -219,9 +314,9 @@ class FileTask(Task):
     def _load(self) -> Splits:
         o = self.options
         rng = random.Random(f"file:{o.seed}")
-        main = load_examples(self.path, o.input, o.target, o.encoding)
+        main = load_examples(self.path, o)
         if o.test_path:
-            test = load_examples(Path(o.test_path), o.input, o.target, o.encoding)
+            test = load_examples(Path(o.test_path), o)
             pool = main[:]
             rng.shuffle(pool)
             n_dev = max(1, round(len(pool) * o.dev_fraction))
@@ -296,7 +391,7 @@ class FileTask(Task):
             **super().describe(),
             "path": str(self.path),
             "test_path": self.options.test_path,
-            "fields": {"input": self.options.input, "target": self.options.target},
+            "fields": dict(zip(("input", "target"), _fields(self.path, self.options), strict=True)),
             "overlap": self.overlap,
             "duplicates": self.options.duplicates,
         }
@@ -313,7 +408,11 @@ TASKS.add(
     TaskEntry(
         options=FileOptions,
         factory=FileTask,
-        summary="your data: JSONL/CSV/TSV/Parquet with input and target fields; exact match or accuracy + macro-F1",
-        examples=["--task data.jsonl --task-opt input=text --task-opt target=label"],
+        summary="your data: JSONL/CSV/TSV/Parquet/.txt with input and target fields; exact match or accuracy + macro-F1",
+        examples=[
+            "--task data.jsonl --task-opt input=text --task-opt target=label",
+            "--task news.csv --task-opt header=false --task-opt columns=label,title,text "
+            "--task-opt 'input={title}. {text}' --task-opt target=label",
+        ],
     ),
 )
