@@ -434,3 +434,32 @@ def test_a_data_file_in_an_unsupported_format_is_named_as_such(tmp_path):
     txt = write_news(tmp_path / "n.txt")  # a .txt file is taken as a data file, read at the run's start
     spec = parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot"], "task": str(txt)})
     assert spec.task.name == "file" and spec.task.options["path"] == str(txt)
+
+
+def test_a_hugging_face_dataset_saved_to_disk(tmp_path):
+    """`hf:FOLDER` reads a dataset written by save_to_disk (no network): its train split for train and dev,
+    its test split as the test split, class labels as their names; `hf:NAME` would go to the hub."""
+    import datasets
+
+    from tunebench.config import parse_spec
+
+    features = datasets.Features(
+        {"text": datasets.Value("string"), "label": datasets.ClassLabel(names=["world", "sports"])}
+    )
+
+    def split(n: int, offset: int) -> datasets.Dataset:
+        rows = {"text": [f"headline {offset + i}" for i in range(n)], "label": [i % 2 for i in range(n)]}
+        return datasets.Dataset.from_dict(rows, features=features)
+
+    folder = tmp_path / "news"
+    datasets.DatasetDict({"train": split(40, 0), "test": split(10, 1000)}).save_to_disk(str(folder))
+    spec = parse_spec({"models": ["tiny-llama"], "methods": ["zero-shot"], "task": f"hf:{folder}"})
+    assert spec.task.name == "file" and spec.task.options["path"] == f"hf:{folder}"
+    task = build_task("file", {"path": f"hf:{folder}", "input": "text", "target": "label"})
+    s = task.splits()
+    assert len(s.test) == 10 and all(int(e.input.split()[1]) >= 1000 for e in s.test)  # the test split
+    assert len(s.train) + len(s.dev) == 40 and task.labels == ["sports", "world"]
+    with pytest.raises(DataError, match=r"no split 'validation'; the dataset has train, test"):
+        build_task(
+            "file", {"path": f"hf:{folder}", "input": "text", "target": "label", "split": "validation"}
+        )

@@ -20,7 +20,7 @@ from tunebench.core.units import parse_memory
 from tunebench.methods import Method
 from tunebench.objectives import build_method, method_class, objective_class, option_groups, split_name
 from tunebench.tasks import TASKS
-from tunebench.tasks.files import FORMATS, file_format_error
+from tunebench.tasks.files import FORMATS, HF_PREFIX, file_format_error
 from tunebench.train.budget import Budget
 
 
@@ -202,7 +202,10 @@ def parse_task(value: Any, where: str) -> TaskSpec:
         raise SpecError(f"{where}: expected a task name or a mapping with 'name'")
     options = {k: v for k, v in value.items() if k != "name"}
     name = str(value["name"])
-    if name not in TASKS and (name.lower().endswith(tuple(FORMATS)) or Path(name).is_file()):
+    if name.startswith(HF_PREFIX):  # a Hugging Face dataset: read like a file
+        options.setdefault("path", name)
+        name = "file"
+    elif name not in TASKS and (name.lower().endswith(tuple(FORMATS)) or Path(name).is_file()):
         if not name.lower().endswith(tuple(FORMATS)):  # a file, in a format tunebench does not read
             raise SpecError(f"{where}: {name} is a file, but {file_format_error(Path(name))}")
         options.setdefault("path", name)  # a data file given directly as the task

@@ -3,7 +3,10 @@
 CSV and TSV files have a header row unless `header: false`, whose columns are then named by `columns`
 (or by their position, 0, 1, …). The input can join several fields with a template,
 `input: "{title}. {description}"`. A .txt file holds one example a line: the label, a space, the text
-(fastText's `__label__` prefix is dropped); its fields are `label` and `text`.
+(fastText's `__label__` prefix is dropped); its fields are `label` and `text`. `hf:NAME[:CONFIG]` reads a
+Hugging Face dataset: a folder written by `save_to_disk` (offline), else the hub through
+`datasets.load_dataset` when the machine is online; its `test` split, when it has one, is the test split,
+and class-label columns give their label names.
 
 Every problem is reported with the file and line (or row) at fault. A task whose targets come from a
 small label set is a classification task (accuracy, macro-F1); otherwise it is a generation task
@@ -39,6 +42,8 @@ FORMATS = {
 #: leaves `input` and `target` at their defaults.
 FORMAT_FIELDS = {"txt": ("text", "label")}
 FASTTEXT_LABEL = "__label__"
+#: A data source that is a Hugging Face dataset rather than a file: `hf:NAME[:CONFIG]`.
+HF_PREFIX = "hf:"
 
 
 @dataclass
@@ -73,6 +78,11 @@ class FileOptions:
     they are named by position: 0, 1, …)."""
     columns: list[str] | None = None
     """CSV/TSV without a header: the columns' names, in order, e.g. [label, title, text]."""
+    split: str = "train"
+    """hf: datasets: the split the examples come from."""
+    test_split: str | None = "test"
+    """hf: datasets: the split used as the test split when the dataset has it (else test is carved from
+    `split`, as from a file)."""
 
     def check(self, where: str) -> None:
         require(bool(self.path), f"{where}.path", "a data file is required")
@@ -109,10 +119,17 @@ class FileOptions:
 
 
 def read_rows(
-    path: Path, encoding: str = "utf-8", *, header: bool = True, columns: list[str] | None = None
+    path: Path,
+    encoding: str = "utf-8",
+    *,
+    header: bool = True,
+    columns: list[str] | None = None,
+    split: str = "train",
 ) -> list[tuple[int, dict[str, Any]]]:
-    """(line number, row) pairs. Line numbers are 1-based lines of the file (rows for Parquet). `header`
-    and `columns` apply to CSV and TSV (FileOptions)."""
+    """(line number, row) pairs. Line numbers are 1-based lines of the file (rows for Parquet and datasets).
+    `header` and `columns` apply to CSV and TSV, `split` to a Hugging Face dataset (FileOptions)."""
+    if str(path).startswith(HF_PREFIX):
+        return _read_hf(str(path), split)
     if not path.exists():
         raise DataError(f"{path}: no such file")
     fmt = file_format(path)
@@ -124,6 +141,45 @@ def read_rows(
     if fmt == "txt":
         return _parse_labelled_lines(path, text)
     return _parse_delimited(path, text, "," if fmt == "csv" else "\t", header=header, columns=columns)
+
+
+def _read_hf(source: str, split: str) -> list[tuple[int, dict[str, Any]]]:
+    """The rows of one split of a Hugging Face dataset, class labels as their names."""
+    dataset = _load_hf(source)
+    if hasattr(dataset, "keys"):  # a DatasetDict
+        if split not in dataset:
+            raise DataError(f"{source}: no split {split!r}; the dataset has {', '.join(dataset.keys())}")
+        dataset = dataset[split]
+    names = {col: f.int2str for col, f in dataset.features.items() if hasattr(f, "int2str")}
+    rows = []
+    for i, row in enumerate(dataset, start=1):
+        rows.append((i, {k: names[k](v) if k in names and isinstance(v, int) else v for k, v in row.items()}))
+    return rows
+
+
+def hf_splits(source: str) -> list[str]:
+    dataset = _load_hf(source)
+    return list(dataset.keys()) if hasattr(dataset, "keys") else ["train"]
+
+
+def _load_hf(source: str) -> Any:
+    try:
+        import datasets  # lazy: slow import
+    except ImportError:
+        raise DataError(f"{source}: reading Hugging Face datasets needs the datasets package") from None
+    name, _, config = source[len(HF_PREFIX) :].partition(":")
+    if Path(name).is_dir():  # written by save_to_disk: no network needed
+        try:
+            return datasets.load_from_disk(name)
+        except (FileNotFoundError, ValueError) as e:
+            raise DataError(f"{source}: not a dataset saved with save_to_disk ({e})") from None
+    try:
+        return datasets.load_dataset(name, config or None)
+    except Exception as e:  # offline, an unknown name, a config missing: datasets raises several types
+        raise DataError(
+            f"{source}: could not load it from the Hugging Face hub ({type(e).__name__}: {e}); offline, "
+            "save it once with dataset.save_to_disk(FOLDER) and use hf:FOLDER"
+        ) from None
 
 
 def file_format(path: Path) -> str:
@@ -241,9 +297,10 @@ def _read_parquet(path: Path) -> list[tuple[int, dict[str, Any]]]:
     return [(i + 1, row) for i, row in enumerate(table.to_pylist())]
 
 
-def load_examples(path: Path, options: FileOptions) -> list[Example]:
+def load_examples(path: Path, options: FileOptions, split: str | None = None) -> list[Example]:
     """The file's examples: `options.input` (a field, or a template of fields) and `options.target`."""
-    rows = read_rows(path, options.encoding, header=options.header, columns=options.columns)
+    split = split or options.split
+    rows = read_rows(path, options.encoding, header=options.header, columns=options.columns, split=split)
     if not rows:
         raise DataError(f"{path}: the file holds no examples")
     input_field, target_field = _fields(path, options)
@@ -264,7 +321,7 @@ def load_examples(path: Path, options: FileOptions) -> list[Example]:
 def _fields(path: Path, options: FileOptions) -> tuple[str, str]:
     """(input, target) as the options name them; a format whose rows name their own fields (.txt: label and
     text) supplies them where the options are left at their defaults."""
-    own = FORMAT_FIELDS.get(file_format(path))
+    own = None if str(path).startswith(HF_PREFIX) else FORMAT_FIELDS.get(file_format(path))
     if own is None:
         return options.input, options.target
     defaults = FileOptions()
@@ -315,8 +372,9 @@ class FileTask(Task):
         o = self.options
         rng = random.Random(f"file:{o.seed}")
         main = load_examples(self.path, o)
-        if o.test_path:
-            test = load_examples(Path(o.test_path), o)
+        test_source = self._test_source()
+        if test_source is not None:
+            test = load_examples(*test_source)
             pool = main[:]
             rng.shuffle(pool)
             n_dev = max(1, round(len(pool) * o.dev_fraction))
@@ -339,6 +397,20 @@ class FileTask(Task):
                     "add data or change dev_fraction/test_fraction"
                 )
         return splits
+
+    def _test_source(self) -> tuple[Path, FileOptions, str] | None:
+        """Where the test split comes from when not carved from the data: `test_path`, or the dataset's
+        `test_split`."""
+        o = self.options
+        if o.test_path:
+            return Path(o.test_path), o, o.split
+        if (
+            str(self.path).startswith(HF_PREFIX)
+            and o.test_split
+            and o.test_split in hf_splits(str(self.path))
+        ):
+            return self.path, o, o.test_split
+        return None
 
     def _check_overlap(self, splits: Splits) -> Splits:
         """Dev and test examples whose input an earlier split holds too: their scores measure recall, not
