@@ -63,10 +63,7 @@ def run_cell(
         return earlier
     grid.progress.run_start(cell.name, index, grid.total)
     checkpoint, resume = _open(folder, config, digest, cell, grid.force, carry_on)
-    record = base_record(config, digest)
-    record["selection"] = selection
-    if resume is not None and resume.get("continued"):
-        record["continued"] = {"from": "learning-rate selection", "step": resume["step"]}
+    record = _new_record(config, digest, selection, resume)
     method = cell.method.make()
     started = time.perf_counter()
     try:
@@ -74,11 +71,7 @@ def run_cell(
         _execute(method, cell, grid, folder, record, checkpoint, resume, None if resume else reuse)
         record["status"] = "ok"
     except Exception as e:  # any failure is recorded and the grid goes on
-        if store.is_disk_full(e):  # nothing more can be written: stop, keeping the checkpoint to resume
-            if isinstance(e, StoreError):
-                raise e from None
-            assert isinstance(e, OSError)  # is_disk_full: a StoreError or an OSError
-            raise StoreError(f"{e}{store.write_hint(e)}") from None
+        _stop_if_the_disk_is_full(e)
         _record_failure(record, e, folder, checkpoint)
     finally:
         del method
@@ -89,6 +82,24 @@ def run_cell(
         checkpoint.clear()
     grid.progress.run_end(record)
     return record
+
+
+def _new_record(config: dict, digest: str, selection: dict | None, resume: dict | None) -> dict:
+    record = base_record(config, digest)
+    record["selection"] = selection
+    if resume is not None and resume.get("continued"):
+        record["continued"] = {"from": "learning-rate selection", "step": resume["step"]}
+    return record
+
+
+def _stop_if_the_disk_is_full(e: Exception) -> None:
+    """Nothing more can be written: stop the grid, keeping the checkpoint to resume from."""
+    if not store.is_disk_full(e):
+        return
+    if isinstance(e, StoreError):
+        raise e from None
+    assert isinstance(e, OSError)  # is_disk_full: a StoreError or an OSError
+    raise StoreError(f"{e}{store.write_hint(e)}") from None
 
 
 def _finished_earlier(cell: Cell, grid: Grid, config: dict, digest: str, index: int) -> dict | None:
