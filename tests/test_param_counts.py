@@ -97,3 +97,34 @@ def test_qlora_counts_the_quantized_weights_at_their_own_size():
     r = 8
     lora = L * sum(r * (i + o) for i, o in LINEARS)
     assert _counts("qlora", r=r) == (lora, base_total() + lora)
+
+
+# -- LoRA's variants: rsLoRA, Gaussian init, LoRA+ -----------------------------------------------------
+
+
+def test_lora_variants_reach_peft():
+    """rslora scales by alpha / sqrt(r); gaussian is PEFT's Gaussian init; lr_ratio puts the B matrices
+    at lr × ratio (PEFT's LoRA+ grouping) and keeps a new head at its own rate."""
+    task = build_task("arithmetic", {"digits": 1, "train_size": 16, "dev_size": 2, "test_size": 2})
+    ctx = Context(resolve_model("tiny-llama"), task, task.splits(), Budget(steps=2, batch_size=4, lr=1e-3),
+                  seed=0, device=torch.device("cpu"), bf16=False)  # fmt: skip
+    cls = METHODS.get("lora")
+    lora = cls(
+        build(cls.Options, {"r": 4, "alpha": 8, "rslora": True, "init": "gaussian", "lr_ratio": 16}, "lora")
+    )
+    lora.prepare(ctx)
+    config = lora.model.peft_config["default"]
+    assert config.use_rslora and config.init_lora_weights == "gaussian"
+    layer = next(m for m in lora.model.modules() if hasattr(m, "lora_A") and "default" in m.lora_A)
+    assert layer.scaling["default"] == pytest.approx(8 / 2)  # alpha / sqrt(r), not alpha / r = 2
+    groups = lora.param_groups(ctx)
+    lr = ctx.budget.filled().lr
+    by_name = {id(p): n for n, p in lora.model.named_parameters()}
+    for group in groups:
+        names = [by_name[id(p)] for p in group["params"]]
+        expected = lr * 16 if all("lora_B" in n for n in names) else lr
+        assert group["lr"] == pytest.approx(expected), names[:2]
+    assert any(
+        "lora_B" in by_name[id(p)] for g in groups if g["lr"] == pytest.approx(lr * 16) for p in g["params"]
+    )
+    assert lora.fit(ctx).steps == ctx.budget.steps

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import torch
 from safetensors.torch import load_file
@@ -61,6 +61,10 @@ class PeftMethod(ModelMethod):
         set_peft_model_state_dict(self.model, load_file(str(folder / "adapter_model.safetensors")))
 
 
+#: LoRA initializations that leave the base model's weights as they are (PEFT's names; `default` is True).
+LORA_INITS: dict[str, bool | Literal["gaussian"]] = {"default": True, "gaussian": "gaussian"}
+
+
 @dataclass
 class LoraOptions(ModelOptions):
     r: int = 16
@@ -70,10 +74,26 @@ class LoraOptions(ModelOptions):
     dropout: float = 0.0
     target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
     """Module names to adapt, or 'all-linear' for every linear layer but the output head."""
+    rslora: bool = False
+    """Rank-stabilized LoRA (Kalajdzievski, 2023, "A Rank Stabilization Scaling Factor for Fine-Tuning with
+    LoRA"): scale the update by alpha / sqrt(r) instead of alpha / r, so that higher ranks keep learning."""
+    init: str = "default"
+    """How the adapter starts: default (A Kaiming-uniform, B zero: the Microsoft reference, PEFT's default)
+    or gaussian (A Gaussian scaled by the rank, B zero). Both leave the model unchanged before training."""
+    lr_ratio: float = 1.0
+    """LoRA+ (Hayou et al., 2024, "LoRA+: Efficient Low Rank Adaptation of Large Models"): the B matrices
+    train at lr × lr_ratio (the paper suggests 16; 1 is plain LoRA). Groups from PEFT's
+    create_loraplus_optimizer; a new classification head keeps its own head_lr."""
 
     def check(self, where: str) -> None:
         super().check(where)
         require(self.r >= 1, f"{where}.r", f"the rank must be at least 1, got {self.r}")
+        require(
+            self.init in LORA_INITS,
+            f"{where}.init",
+            f"expected one of {', '.join(LORA_INITS)}, got {self.init!r}",
+        )
+        require(self.lr_ratio > 0, f"{where}.lr_ratio", f"must be positive, got {self.lr_ratio}")
         require(self.alpha > 0, f"{where}.alpha", "must be positive")
         require(0 <= self.dropout < 1, f"{where}.dropout", "must be in [0, 1)")
         require(bool(self.target_modules), f"{where}.target_modules", "name at least one module")
@@ -116,8 +136,37 @@ class Lora(PeftMethod):
             lora_dropout=o.dropout,
             target_modules=targets,
             use_dora=self.use_dora,
+            use_rslora=o.rslora,
+            init_lora_weights=LORA_INITS[o.init],
             **self.common(),
         )
+
+    def param_groups(self, ctx: Context) -> list[dict[str, Any]] | None:
+        groups = super().param_groups(ctx)  # [rest, head] when a new classification head trains
+        if self.options.lr_ratio == 1.0:
+            return groups
+        from peft.optimizers import create_loraplus_optimizer  # lazy: slow import
+
+        budget = ctx.budget.filled()
+        assert budget.lr is not None and budget.weight_decay is not None  # filled() sets them
+        plus = create_loraplus_optimizer(
+            self.model,
+            torch.optim.AdamW,
+            lr=budget.lr,
+            loraplus_lr_ratio=self.options.lr_ratio,
+            weight_decay=budget.weight_decay,
+        )
+        head = groups[-1] if groups else None
+        in_head = {id(p) for p in head["params"]} if head else set()
+        kept = [
+            {
+                "params": [p for p in g["params"] if id(p) not in in_head],
+                "lr": g["lr"],
+                "weight_decay": g["weight_decay"],
+            }
+            for g in plus.param_groups
+        ]
+        return [g for g in kept if g["params"]] + ([head] if head else [])
 
     def merge(self) -> bool:
         self.model = self.model.merge_and_unload()  # W + (alpha / r) · B A, one matrix per layer again
