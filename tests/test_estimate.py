@@ -456,3 +456,34 @@ def test_estimator_options_are_the_methods_own(capsys):
     assert "315469" in out  # the probe's head: 4096 × 77 weights + 77 biases
     assert main(["estimate", "--model", "7B", "--method", "lora", "--opt", "rr=8"]) == 2
     assert "Did you mean 'r'?" in capsys.readouterr().err
+
+
+def test_bitfit_trains_every_bias_and_the_estimator_counts_them(tmp_path):
+    """BitFit on tiny-bert trains exactly its bias terms and the new head; the declared cost counts the
+    same number from the architecture alone; a model without biases is refused before it loads."""
+    import dataclasses
+    import json as _json
+
+    import torch
+
+    from tunebench.core.errors import UnsupportedError
+    from tunebench.methods import METHODS, Context
+    from tunebench.methods.cost import bias_params
+    from tunebench.models import resolve_model
+    from tunebench.tasks import build_task
+    from tunebench.train.budget import Budget
+
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(_json.dumps({"text": f"t {i}", "label": "ab"[i % 2]}) + "\n" for i in range(40)))
+    task = build_task("file", {"path": str(data), "input": "text", "target": "label"})
+    bert = resolve_model("tiny-bert")
+    bitfit = METHODS.get("bitfit")()
+    bitfit.check(task, bert)
+    ctx = Context(bert, task, task.splits(), Budget(steps=1), seed=0, device=torch.device("cpu"), bf16=False)
+    bitfit.prepare(ctx)
+    trained = {n for n, p in bitfit.model.named_parameters() if p.requires_grad}
+    assert trained and all(n.endswith(".bias") or ".classifier." in f".{n}" for n in trained)
+    arch = dataclasses.replace(resolve_arch(bert.path), classes=2)
+    assert bitfit.param_counts()[0] == bias_params(arch, None)
+    with pytest.raises(UnsupportedError, match="bitfit trains bias terms, and tiny-llama's blocks have none"):
+        METHODS.get("bitfit")().check(task, resolve_model("tiny-llama"))

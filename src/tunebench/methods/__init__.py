@@ -5,7 +5,15 @@ language model), register it, and import it below. `tunebench methods`, the spec
 conformance suite in tests/ pick it up without edits.
 """
 
-from tunebench.methods import adapter, full, logprob, peft_methods, probe, prompting  # noqa: F401  (registration)
+from tunebench.methods import (  # noqa: F401  (registration)
+    adapter,
+    bitfit,
+    full,
+    logprob,
+    peft_methods,
+    probe,
+    prompting,
+)
 from tunebench.methods.base import METHODS, Context, Method, NoOptions
 
 __all__ = ["METHODS", "Context", "Method", "NoOptions"]

@@ -213,5 +213,19 @@ def probe_params(arch: Arch, o: Any) -> int:
     return arch.hidden * classes + classes
 
 
+def bias_params(arch: Arch, o: Any) -> int:
+    """Every bias term (BitFit): the attention and feed-forward biases and the LayerNorm biases of each
+    block, the embedding LayerNorm's, and a new classification head (weight and bias) when there is one."""
+    per_block = 0
+    if arch.attention_bias or arch.qkv_bias:
+        per_block += arch.q_dim + 2 * arch.kv_dim + (arch.hidden if arch.attention_bias else 0)
+    if arch.mlp_bias:
+        per_block += arch.intermediate * (2 if arch.gated_mlp else 1) + arch.hidden
+    if arch.layer_norm:
+        per_block += arch.norms_per_layer * arch.hidden
+    outer = arch.hidden if arch.layer_norm else 0
+    return arch.layers * per_block + outer + (arch.head_params() if arch.classes else 0)
+
+
 def largest_matrix(arch: Arch, o: Any) -> int:
     return max(m.d_in * m.d_out for m in arch.linears())
