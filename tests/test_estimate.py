@@ -107,7 +107,15 @@ def test_a_registered_model_and_a_folder_give_their_config_shapes(tiny_llama):
 
 def test_low_rank_and_prompt_parameter_counts_match_peft():
     import torch
-    from peft import IA3Config, LoraConfig, PrefixTuningConfig, PromptTuningConfig, get_peft_model
+    from peft import (
+        IA3Config,
+        LoHaConfig,
+        LoraConfig,
+        PrefixTuningConfig,
+        PromptTuningConfig,
+        VeraConfig,
+        get_peft_model,
+    )
     from transformers import LlamaConfig, LlamaForCausalLM
 
     cfg = LlamaConfig(hidden_size=64, intermediate_size=96, num_hidden_layers=3, num_attention_heads=4,
@@ -122,6 +130,8 @@ def test_low_rank_and_prompt_parameter_counts_match_peft():
         ),
         ("dora", LoraConfig(r=4, target_modules="all-linear", use_dora=True), {"r": 4}),
         ("ia3", IA3Config(task_type="CAUSAL_LM"), {}),
+        ("vera", VeraConfig(r=8, target_modules="all-linear"), {"r": 8}),
+        ("loha", LoHaConfig(r=4, target_modules="all-linear"), {"r": 4}),
         ("prefix", PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5), {"virtual_tokens": 5}),
         ("prompt", PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5), {"virtual_tokens": 5}),
     ]

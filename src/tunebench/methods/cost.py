@@ -17,6 +17,8 @@ Parameter counts follow the papers:
   Adapters (Houlsby et al., 2019): two bottlenecks per block, d → d/reduction → d, with biases.
   Prefix tuning (Li & Liang, 2021): a key and a value vector per virtual token and block.
   Prompt tuning (Lester et al., 2021): one embedding per virtual token.
+  VeRA (Kopiczko et al., 2024): a vector of r and one of d_out per adapted matrix.
+  LoHa (Hyeon-Woo et al., 2022): two low-rank pairs per adapted matrix, 2r(d_in + d_out).
   Probe: a linear head on frozen features (the architecture's classes, 2 when unset), fitted apart.
 """
 
@@ -131,6 +133,26 @@ def dora_transient(arch: Arch, o: Any) -> int:
 
 def dora_params(arch: Arch, o: Any) -> int:
     return lora_params(arch, o) + arch.layers * sum(m.d_out for m in targeted(arch, o))
+
+
+def vera_params(arch: Arch, o: Any) -> int:
+    """VeRA: per adapted matrix a vector d (r) and a vector b (d_out); the shared projections are frozen."""
+    return arch.layers * sum(o.r + m.d_out for m in targeted(arch, o))
+
+
+def loha_params(arch: Arch, o: Any) -> int:
+    """LoHa: two low-rank pairs per adapted matrix, 2 · r · (d_in + d_out)."""
+    return arch.layers * sum(2 * o.r * (m.d_in + m.d_out) for m in targeted(arch, o))
+
+
+def loha_transient(arch: Arch, o: Any) -> int:
+    """The two full-size products and the update they make, for the largest adapted matrix (approximate:
+    PEFT's LoHa keeps them for the backward pass of that layer)."""
+    return 3 * max(m.d_in * m.d_out for m in targeted(arch, o))
+
+
+def check_targets(arch: Arch, o: Any, where: str) -> None:
+    targeted(arch, o, where)  # unknown module names fail here (VeRA's rank may exceed the width)
 
 
 def check_rank(arch: Arch, o: Any, where: str) -> None:

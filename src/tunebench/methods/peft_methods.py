@@ -19,16 +19,20 @@ from tunebench.methods.base import METHODS, Context, Recipe
 from tunebench.methods.cost import (
     Cost,
     check_rank,
+    check_targets,
     dora_activations,
     dora_params,
     dora_transient,
     ia3_activations,
     ia3_params,
     largest_matrix,
+    loha_params,
+    loha_transient,
     lora_activations,
     lora_params,
     prefix_params,
     prompt_params,
+    vera_params,
     virtual_tokens,
 )
 from tunebench.methods.tuning import ModelMethod, ModelOptions
@@ -353,3 +357,106 @@ class PromptTuning(VirtualTokenMethod):
         lr_grid=(1e-2, 3e-2, 1e-1),
         source="PEFT's prompt-tuning example (AdamW at 3e-2); Lester et al. (2021) use 0.3 with Adafactor",
     )
+
+
+@dataclass
+class VeraOptions(ModelOptions):
+    r: int = 256
+    """Rank of the frozen random projections shared by every adapted layer (PEFT's default)."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt, or 'all-linear'."""
+    d_initial: float = 0.1
+    """Initial value of the scaling vector d (the paper's default)."""
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        require(self.r >= 1, f"{where}.r", f"the rank must be at least 1, got {self.r}")
+        require(self.d_initial > 0, f"{where}.d_initial", "must be positive")
+
+
+@METHODS.register("vera")
+class Vera(PeftMethod):
+    """VeRA (Kopiczko et al., 2024, "VeRA: Vector-based Random Matrix Adaptation"): one pair of frozen
+    random low-rank matrices shared by all layers; each adapted layer trains two scaling vectors only."""
+
+    name = "vera"
+    updates = "scaling vectors on shared random projections"
+    summary = "train two scaling vectors per layer around frozen random low-rank projections (PEFT)"
+    Options = VeraOptions
+    recipe = Recipe(
+        lr=4e-3,
+        lr_grid=(1e-3, 4e-3, 1e-2),
+        warmup=0.06,
+        source="VeRA (Kopiczko et al., 2024): its scaling vectors train at rates several times LoRA's "
+        "(about 1e-3 to 1e-2 in the paper's GLUE and instruction-tuning runs)",
+    )
+    cost = Cost(
+        "two trained vectors per adapted matrix (r and d_out) around frozen shared projections",
+        added=vera_params,
+        artifact=vera_params,
+        block_activations=lora_activations,
+        check=check_targets,
+    )
+
+    def peft_config(self, ctx: Context) -> Any:
+        from peft import VeraConfig  # lazy: slow import
+
+        o = self.options
+        targets = o.target_modules[0] if o.target_modules == ["all-linear"] else o.target_modules
+        return VeraConfig(r=o.r, target_modules=targets, d_initial=o.d_initial, **self.common())
+
+    def merge(self) -> bool:
+        self.model = self.model.merge_and_unload()
+        return True
+
+
+@dataclass
+class LohaOptions(ModelOptions):
+    r: int = 8
+    """Rank of each of the two low-rank factors whose Hadamard product is the update."""
+    alpha: float = 8.0
+    """Scale numerator: the update is multiplied by alpha / r."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt, or 'all-linear'."""
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        require(self.r >= 1, f"{where}.r", f"the rank must be at least 1, got {self.r}")
+        require(self.alpha > 0, f"{where}.alpha", "must be positive")
+
+
+@METHODS.register("loha")
+class Loha(PeftMethod):
+    """LoHa (Hyeon-Woo et al., 2022, "FedPara"; LyCORIS): the update is the Hadamard product of two
+    low-rank products, (W1a W1b) ⊙ (W2a W2b), reaching rank r² with 2r(d_in + d_out) parameters."""
+
+    name = "loha"
+    updates = "Hadamard product of two low-rank updates"
+    summary = "train two low-rank pairs whose element-wise product is the update (PEFT)"
+    Options = LohaOptions
+    recipe = Recipe(
+        lr=5e-4,
+        lr_grid=(2e-4, 5e-4, 1e-3, 2e-3),
+        warmup=0.06,
+        source="no language-model rate published for LoHa that we know of: LoRA's (same low-rank family; "
+        "Hu et al., 2021), with the search to correct it",
+    )
+    cost = Cost(
+        "two low-rank pairs per adapted matrix; the full-size update is formed in the forward pass",
+        added=loha_params,
+        artifact=loha_params,
+        block_activations=lora_activations,
+        transient=loha_transient,
+        check=check_rank,
+    )
+
+    def peft_config(self, ctx: Context) -> Any:
+        from peft import LoHaConfig  # lazy: slow import
+
+        o = self.options
+        targets = o.target_modules[0] if o.target_modules == ["all-linear"] else o.target_modules
+        return LoHaConfig(r=o.r, alpha=o.alpha, target_modules=targets, **self.common())
+
+    def merge(self) -> bool:
+        self.model = self.model.merge_and_unload()
+        return True
