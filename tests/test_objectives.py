@@ -75,7 +75,10 @@ def test_unknown_option_lists_method_and_objective_options_apart(tmp_path):
     with pytest.raises(SpecError) as err:
         _spec(tmp_path, [{"name": "lora+rl", "gens": 2}])
     text = str(err.value)
-    assert "Method options: alpha, dropout, head, head_lr, lp_ft, r, target_modules;" in text
+    assert (
+        "Method options: alpha, dropout, head, head_lr, init, lp_ft, lr_ratio, r, rslora, target_modules;"
+        in text
+    )
     assert "rl options: generations, kl, reward_model, rl_lr, sft_lr, sft_steps, temperature;" in text
 
 

@@ -39,5 +39,8 @@ def test_the_readme_methods_table_matches_the_registry():
             listed[name] = sorted(options)
         own = set().union(*(set(field_names(METHODS.get(n).Options)) - SHARED for n in names))
         assert options == own, f"README row {names}: options {sorted(options)}, the code has {sorted(own)}"
-    missing = sorted(set(METHODS) - set(listed))
+    # tunebench's own methods (other tests register stand-ins such as a crashing worker)
+    missing = sorted(
+        n for n, cls in METHODS.items() if cls.__module__.startswith("tunebench.") and n not in listed
+    )
     assert not missing, f"registered methods missing from the README's table: {missing}"

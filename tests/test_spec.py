@@ -145,7 +145,10 @@ def test_unknown_method_option_names_it_and_lists_the_options():
     message = error(methods=[{"name": "lora", "rank": 8}])
     assert "methods[0] (lora)" in message
     assert "unknown key 'rank'" in message
-    assert "Method options: alpha, dropout, head, head_lr, lp_ft, r, target_modules" in message
+    assert (
+        "Method options: alpha, dropout, head, head_lr, init, lp_ft, lr_ratio, r, rslora, target_modules"
+        in message
+    )
     assert "budget overrides:" in message and "lr" in message
 
 

@@ -238,11 +238,25 @@ def _memory(
     mem.update(activations=acts, activations_ckpt=acts_ckpt, logits=logits)
     mem["allocator"] = int((device.dynamic_slack - 1) * (acts + logits))
     mem["allocator_ckpt"] = int((device.dynamic_slack - 1) * (acts_ckpt + logits))
+    # Weight-sized tensors a method forms per block and keeps for backward (LoHa's products): large
+    # allocations, which the allocator returns at once, so no slack on them.
+    formed = cost.declared.formed_per_block(arch, opts) * p.act if cost.trains else 0
+    mem["formed"] = cost.declared.backprop_layers(arch, opts) * formed
+    mem["formed_ckpt"] = formed
     mem["overhead"] = int(device.overhead_gib * GIB)
     return mem
 
 
-_PER_STEP = ("gradients", "activations", "activations_ckpt", "logits", "allocator", "allocator_ckpt")
+_PER_STEP = (
+    "gradients",
+    "activations",
+    "activations_ckpt",
+    "logits",
+    "allocator",
+    "allocator_ckpt",
+    "formed",
+    "formed_ckpt",
+)
 
 
 def _peak(mem: dict[str, int], grad_accum: int, *, checkpointed: bool) -> int:
@@ -250,7 +264,7 @@ def _peak(mem: dict[str, int], grad_accum: int, *, checkpointed: bool) -> int:
     logits and slack: backward frees activations as it creates gradients, unless gradients accumulate."""
     static = sum(v for k, v in mem.items() if k not in _PER_STEP)
     suffix = "_ckpt" if checkpointed else ""
-    dynamic = mem["activations" + suffix] + mem["logits"] + mem["allocator" + suffix]
+    dynamic = mem["activations" + suffix] + mem["logits"] + mem["allocator" + suffix] + mem["formed" + suffix]
     if grad_accum > 1:
         return static + mem["gradients"] + dynamic
     return static + max(mem["gradients"], dynamic)

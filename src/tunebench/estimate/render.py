@@ -45,6 +45,7 @@ ROWS = [
     ("activations", lambda e: human_bytes(e.memory["activations"])),
     ("activations, checkpointed", lambda e: human_bytes(e.memory["activations_ckpt"])),
     ("logits and loss", lambda e: human_bytes(e.memory["logits"])),
+    ("weight-sized products kept", lambda e: human_bytes(e.memory["formed"]) if e.memory["formed"] else "—"),
     ("allocator slack", lambda e: human_bytes(e.memory["allocator"])),
     ("runtime overhead", lambda e: human_bytes(e.memory["overhead"])),
     ("[bold]peak memory[/bold]", lambda e: f"[bold]{human_bytes(e.peak)}[/bold]"),

@@ -26,8 +26,8 @@ from tunebench.methods.cost import (
     ia3_activations,
     ia3_params,
     largest_matrix,
+    loha_formed,
     loha_params,
-    loha_transient,
     lora_activations,
     lora_params,
     prefix_params,
@@ -446,7 +446,7 @@ class Loha(PeftMethod):
         added=loha_params,
         artifact=loha_params,
         block_activations=lora_activations,
-        transient=loha_transient,
+        formed_per_block=loha_formed,
         check=check_rank,
     )
 
