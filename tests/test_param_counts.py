@@ -128,3 +128,25 @@ def test_lora_variants_reach_peft():
         "lora_B" in by_name[id(p)] for g in groups if g["lr"] == pytest.approx(lr * 16) for p in g["params"]
     )
     assert lora.fit(ctx).steps == ctx.budget.steps
+
+
+def test_qlora_with_a_dev_curve_on_a_cpu_is_refused_not_trained_wrong():
+    """With dev evaluations during training, QLoRA's CPU training went wrong (0% against 38.7% without
+    them, SmolLM2-135M): the run is refused with the reason instead of recorded as a result."""
+    from tunebench.core.errors import UnsupportedError
+
+    task = build_task("arithmetic", {"digits": 1, "train_size": 16, "dev_size": 2, "test_size": 2})
+    budget = Budget(steps=2, batch_size=4, lr=1e-3, dev_every=1)
+    ctx = Context(
+        resolve_model("tiny-llama"),
+        task,
+        task.splits(),
+        budget,
+        seed=0,
+        device=torch.device("cpu"),
+        bf16=False,
+    )
+    qlora = METHODS.get("qlora")()
+    qlora.prepare(ctx)
+    with pytest.raises(UnsupportedError, match="qlora with dev_every on a CPU"):
+        qlora.fit(ctx)
