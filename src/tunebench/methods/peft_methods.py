@@ -52,6 +52,20 @@ class PeftMethod(ModelMethod):
 
         return get_peft_model(model, self.peft_config(ctx))
 
+    #: The trained update folds into the base weights (`merge_and_unload`): W + ΔW, one matrix a layer.
+    mergeable: ClassVar[bool] = False
+
+    def merge(self) -> bool:
+        if not self.mergeable:
+            return False
+        self.model = self.model.merge_and_unload()
+        return True
+
+    def targets(self) -> str | list[str]:
+        """The options' target_modules as PEFT takes them ('all-linear' is a string, not a list)."""
+        modules = self.options.target_modules
+        return modules[0] if modules == ["all-linear"] else modules
+
     def common(self) -> dict[str, Any]:
         """Arguments every PEFT config takes: the model kind and the new head to keep trainable."""
         # A copy: PEFT appends its own defaults to the list it is given.
@@ -111,6 +125,7 @@ class Lora(PeftMethod):
     training starts from the base model; only A and B train."""
 
     name = "lora"
+    mergeable = True
     updates = "low-rank adapters on linear layers"
     summary = "train rank-r updates B·A beside frozen weights (PEFT); megabytes per task"
     Options = LoraOptions
@@ -135,12 +150,11 @@ class Lora(PeftMethod):
         from peft import LoraConfig  # lazy: slow import
 
         o = self.options
-        targets = o.target_modules[0] if o.target_modules == ["all-linear"] else o.target_modules
         return LoraConfig(
             r=o.r,
             lora_alpha=o.alpha,
             lora_dropout=o.dropout,
-            target_modules=targets,
+            target_modules=self.targets(),
             use_dora=self.use_dora,
             use_rslora=o.rslora,
             init_lora_weights=LORA_INITS[o.init],
@@ -173,10 +187,6 @@ class Lora(PeftMethod):
             for g in plus.param_groups
         ]
         return [g for g in kept if g["params"]] + ([head] if head else [])
-
-    def merge(self) -> bool:
-        self.model = self.model.merge_and_unload()  # W + (alpha / r) · B A, one matrix per layer again
-        return True
 
 
 @METHODS.register("dora")
@@ -215,6 +225,7 @@ class QLora(Lora):
     """
 
     name = "qlora"
+    mergeable = False  # merging into 4-bit weights would re-quantize them; served unmerged
     updates = "low-rank adapters over a 4-bit base"
     summary = "LoRA on a frozen NF4-quantized base (bitsandbytes); least memory for the base"
     Options = QLoraOptions
@@ -260,9 +271,6 @@ class QLora(Lora):
         placement = {"": ctx.device.index or 0} if ctx.device.type == "cuda" else {"": "cpu"}
         return {"quantization_config": config, "device_map": placement, "dtype": torch.bfloat16}
 
-    def merge(self) -> bool:
-        return False  # merging into 4-bit weights would re-quantize them; serve the adapter unmerged
-
 
 @dataclass
 class Ia3Options(ModelOptions):
@@ -277,6 +285,7 @@ class Ia3(PeftMethod):
     the fewest trainable parameters of the additive family."""
 
     name = "ia3"
+    mergeable = True
     updates = "scaling vectors on keys, values, MLP"
     summary = "learn per-channel rescaling vectors (PEFT); a few thousand parameters"
     Options = Ia3Options
@@ -300,10 +309,6 @@ class Ia3(PeftMethod):
         return IA3Config(
             target_modules=o.target_modules, feedforward_modules=o.feedforward_modules, **self.common()
         )
-
-    def merge(self) -> bool:
-        self.model = self.model.merge_and_unload()
-        return True
 
 
 @dataclass
@@ -394,6 +399,7 @@ class Vera(PeftMethod):
     random low-rank matrices shared by all layers; each adapted layer trains two scaling vectors only."""
 
     name = "vera"
+    mergeable = True
     updates = "scaling vectors on shared random projections"
     summary = "train two scaling vectors per layer around frozen random low-rank projections (PEFT)"
     Options = VeraOptions
@@ -416,12 +422,7 @@ class Vera(PeftMethod):
         from peft import VeraConfig  # lazy: slow import
 
         o = self.options
-        targets = o.target_modules[0] if o.target_modules == ["all-linear"] else o.target_modules
-        return VeraConfig(r=o.r, target_modules=targets, d_initial=o.d_initial, **self.common())
-
-    def merge(self) -> bool:
-        self.model = self.model.merge_and_unload()
-        return True
+        return VeraConfig(r=o.r, target_modules=self.targets(), d_initial=o.d_initial, **self.common())
 
 
 @dataclass
@@ -445,6 +446,7 @@ class Loha(PeftMethod):
     low-rank products, (W1a W1b) ⊙ (W2a W2b), reaching rank r² with 2r(d_in + d_out) parameters."""
 
     name = "loha"
+    mergeable = True
     updates = "Hadamard product of two low-rank updates"
     summary = "train two low-rank pairs whose element-wise product is the update (PEFT)"
     Options = LohaOptions
@@ -468,9 +470,4 @@ class Loha(PeftMethod):
         from peft import LoHaConfig  # lazy: slow import
 
         o = self.options
-        targets = o.target_modules[0] if o.target_modules == ["all-linear"] else o.target_modules
-        return LoHaConfig(r=o.r, alpha=o.alpha, target_modules=targets, **self.common())
-
-    def merge(self) -> bool:
-        self.model = self.model.merge_and_unload()
-        return True
+        return LoHaConfig(r=o.r, alpha=o.alpha, target_modules=self.targets(), **self.common())

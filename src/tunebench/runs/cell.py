@@ -145,7 +145,8 @@ def _open(
         resume = {**(checkpoint.meta() or {}), "continued": True}
         console.print(f"  continuing the learning-rate search's last rung from step {resume['step']}")
         store.reset_run(folder)
-        _log_losses(folder, resume["stats"]["losses"], continued=True)
+        with open(folder / store.LOG, "a", encoding="utf-8") as log:
+            _log_losses(log, resume["stats"]["losses"], continued=True)
     elif resume is None:
         checkpoint.clear()
         store.reset_run(folder)
@@ -249,16 +250,15 @@ def reuse_training(method: Method, state: Path, record: dict, log: TextIO) -> No
     record["train"], record["objective"] = saved["train"], saved["objective"]
     record["reused"] = {"from": "learning-rate selection", "path": str(state)}
     method.truncated = (saved["train"] or {}).get("truncated") or 0
-    for step, loss in enumerate(saved.get("losses") or [], start=1):
-        log.write(json.dumps({"event": "train_step", "step": step, "loss": loss, "reused": True}) + "\n")
+    _log_losses(log, saved.get("losses") or [], reused=True)
     console.print(f"  [dim]trained during the learning-rate search: reusing {state.name}[/dim]")
 
 
-def _log_losses(folder: Path, losses: list[float], **marks: bool) -> None:
-    """The steps another training did for this run (a rung it continues), in its log."""
-    with open(folder / store.LOG, "a", encoding="utf-8") as log:
-        for step, loss in enumerate(losses, start=1):
-            log.write(json.dumps({"event": "train_step", "step": step, "loss": loss, **marks}) + "\n")
+def _log_losses(log: TextIO, losses: list[float], **marks: bool) -> None:
+    """The steps another training did for this run (the search's winner it reuses, or a rung it
+    continues), in its log, marked as such."""
+    for step, loss in enumerate(losses, start=1):
+        log.write(json.dumps({"event": "train_step", "step": step, "loss": loss, **marks}) + "\n")
 
 
 def _note_training(method: Method, ctx: Context, record: dict) -> None:
