@@ -7,6 +7,7 @@ written, and every error names the key or flag at fault.
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -15,12 +16,14 @@ from typing import Any
 import yaml
 
 from tunebench.core.errors import SpecError, UnknownNameError, did_you_mean
+from tunebench.core.searchspace import SETTINGS, SearchSpec, parse_search
 from tunebench.core.typed import build, coerce, field_names, require
 from tunebench.core.units import parse_memory
 from tunebench.methods import Method
 from tunebench.objectives import build_method, method_class, objective_class, option_groups, split_name
 from tunebench.tasks import TASKS
 from tunebench.tasks.files import FORMATS, HF_PREFIX, file_format_error
+from tunebench.tasks.subsets import DataSizes, parse_data_sizes
 from tunebench.train.budget import Budget
 
 
@@ -60,6 +63,10 @@ class MethodSpec:
     """The experiment's resources with this method's `resources:` entries applied."""
     objective_options: Any = None
     """The objective's options dataclass, validated (None: the name has no objective)."""
+    search: SearchSpec | None = None
+    """The options and budget fields to choose on dev (`search:` in the entry; runs/search.py)."""
+    searched: dict[str, Any] | None = None
+    """Once the search ran: its record (result.json `search`); the options above are then the chosen ones."""
 
     @property
     def trains(self) -> bool:
@@ -94,6 +101,8 @@ class ExperimentSpec:
     resources: Resources = field(default_factory=Resources)
     run_cache: str | None = None
     """A runs folder to take finished runs from (same identity) besides `out`: shared by a team or machines."""
+    data_sizes: DataSizes | None = None
+    """Training-set sizes every method runs at (tasks/subsets.py); None: the whole training split only."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -101,7 +110,13 @@ class ExperimentSpec:
             "models": self.models,
             "task": {"name": self.task.name, **self.task.options},
             "methods": [
-                {"name": m.name, **m.all_options(), **m.overrides, **_resources_entry(m, self)}
+                {
+                    "name": m.name,
+                    **{k: v for k, v in m.all_options().items() if not _searched(m, k)},
+                    **{k: v for k, v in m.overrides.items() if not _searched(m, k)},
+                    **_resources_entry(m, self),
+                    **(m.search.to_spec() if m.search else {}),
+                }
                 for m in self.methods
             ],
             "seeds": self.seeds,
@@ -109,7 +124,12 @@ class ExperimentSpec:
             "resources": dataclasses.asdict(self.resources),
             "out": self.out,
             "run_cache": self.run_cache,
+            **({"data_sizes": self.data_sizes.to_dict()} if self.data_sizes else {}),
         }
+
+
+def _searched(method: MethodSpec, key: str) -> bool:
+    return method.search is not None and key in {d.name for d in method.search.space}
 
 
 def _resources_entry(method: MethodSpec, spec: ExperimentSpec) -> dict[str, Any]:
@@ -119,7 +139,9 @@ def _resources_entry(method: MethodSpec, spec: ExperimentSpec) -> dict[str, Any]
     return {"resources": dataclasses.asdict(method.resources)}
 
 
-SPEC_KEYS = ["name", "models", "task", "methods", "seeds", "budget", "resources", "out", "run_cache"]
+SPEC_KEYS = [
+    "name", "models", "task", "methods", "seeds", "data_sizes", "budget", "resources", "out", "run_cache",
+]  # fmt: skip
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
@@ -192,6 +214,7 @@ def parse_spec(data: dict[str, Any], source: str = "<flags>") -> ExperimentSpec:
         resources=resources,
         run_cache=_run_cache(data.get("run_cache"), f"{source}: run_cache"),
         source=source,
+        data_sizes=parse_data_sizes(data.get("data_sizes"), f"{source}: data_sizes"),
     )
 
 
@@ -232,6 +255,7 @@ def parse_method(value: Any, budget: Budget, where: str, resources: Resources | 
         raise type(e)(f"{where}: {e}") from None
     method_keys, objective_keys = option_groups(name)
     budget_keys = field_names(Budget)
+    value = _lr_list_as_grid(value)
     _refuse_unknown_keys(value, name, where, method_keys, objective_keys, budget_keys)
     here = f"{where} ({name})"
     # each method's and objective's own options dataclass (MethodSpec.options, .objective_options: Any)
@@ -243,6 +267,9 @@ def parse_method(value: Any, budget: Budget, where: str, resources: Resources | 
     overrides = {k: v for k, v in value.items() if k in budget_keys and k not in method_keys + objective_keys}
     method_budget = build(Budget, {**dataclasses.asdict(budget), **overrides}, here)
     method_budget = method_budget.with_recipe(method_cls.recipe)
+    search = None
+    if "search" in value or any(key in value for key in SETTINGS):
+        search, method_budget = _search(value, here, opts, objective_opts, method_budget, method_cls.trains)
     require(
         method_budget.early_stopping is None or objective_cls is None,
         f"{here}.early_stopping",
@@ -265,6 +292,7 @@ def parse_method(value: Any, budget: Budget, where: str, resources: Resources | 
         overrides=overrides,
         resources=method_resources,
         objective_options=objective_opts,
+        search=search,
     )
 
 
@@ -277,7 +305,7 @@ def _refuse_unknown_keys(
     budget_keys: list[str],
 ) -> None:
     """A key that is neither the method's, its objective's, a budget field nor `resources`: name the groups."""
-    allowed = {*method_keys, *objective_keys, *budget_keys, "name", "resources"}
+    allowed = {*method_keys, *objective_keys, *budget_keys, "name", "resources", "search", *SETTINGS}
     unknown = [k for k in value if k not in allowed]
     if not unknown:
         return
@@ -288,6 +316,58 @@ def _refuse_unknown_keys(
         + (f"{objective} options: {', '.join(sorted(objective_keys)) or '(none)'}; " if objective else "")
         + f"budget overrides: {', '.join(sorted(budget_keys))}"
     )
+
+
+#: Budget fields a search may choose: the recipe of a run. The others say how runs are measured or carried
+#: out, the same for every method (or are themselves a search).
+SEARCHABLE_BUDGET = (
+    "steps", "epochs", "batch_size", "grad_accum", "max_length", "lr", "warmup", "weight_decay",
+)  # fmt: skip
+_NOT_SEARCHABLE = "it says how every run is measured or carried out, the same for every method"
+
+
+def _lr_list_as_grid(value: dict[str, Any]) -> dict[str, Any]:
+    """`search: {lr: [a, b, c]}` alone is the learning-rate grid (`lr_grid`), run as it has always been
+    (grid or successive halving, `lr_search`), so that it chooses what `lr_grid` chooses."""
+    search = value.get("search")
+    if not (isinstance(search, dict) and list(search) == ["lr"] and isinstance(search["lr"], list)):
+        return value
+    if any(key in value for key in (*SETTINGS, "lr", "lr_grid")):  # trials etc.: an Optuna search
+        return value
+    return {**{k: v for k, v in value.items() if k != "search"}, "lr_grid": search["lr"]}
+
+
+def _search(
+    value: dict[str, Any], here: str, opts: Any, objective_opts: Any, budget: Budget, trains: bool
+) -> tuple[SearchSpec, Budget]:
+    """The entry's search, each name checked against the method's options, its objective's and the budget;
+    and the method's budget (a search over lr replaces the experiment's learning-rate grid)."""
+    groups = {"method": opts, "objective": objective_opts, "budget": budget}
+    fields: dict[str, tuple[Any, str]] = {}
+    for group in ("budget", "objective", "method"):  # a method's own option wins over a budget field
+        if groups[group] is not None:
+            hints = typing.get_type_hints(type(groups[group]))
+            names = field_names(type(groups[group]))
+            if group == "budget":
+                names = list(SEARCHABLE_BUDGET) if trains else []
+            fields.update({n: (hints[n], group) for n in names})
+    refused = {n: _NOT_SEARCHABLE for n in field_names(Budget) if n not in SEARCHABLE_BUDGET}
+    if not trains:
+        refused |= {n: f"{value['name']} does not train" for n in SEARCHABLE_BUDGET}
+    refused |= {"lr_grid": "a learning-rate grid is a search of its own; search lr instead",
+                "lr_search": "a learning-rate grid is a search of its own; search lr instead"}  # fmt: skip
+
+    def validate(name: str, v: Any) -> None:
+        target = groups[fields[name][1]]
+        build(type(target), {**dataclasses.asdict(target), name: v}, f"{here}.search")
+
+    search = parse_search(value, fields, refused, here, validate)
+    if budget.grid and ("lr_grid" in value or "lr" not in {d.name for d in search.space}):
+        raise SpecError(
+            f"{here}.lr_grid: a learning-rate grid and a search both choose on dev; put lr in the search "
+            "instead (search: {lr: {log: [lo, hi]}, ...})"
+        )
+    return search, dataclasses.replace(budget, lr_grid=[])
 
 
 def _run_cache(value: Any, where: str) -> str | None:

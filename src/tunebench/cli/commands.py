@@ -17,6 +17,7 @@ from rich.table import Table
 from tunebench.config import default_spec_path, keep_methods, load_yaml, parse_spec
 from tunebench.core.errors import SpecError
 from tunebench.core.paths import cache_dir
+from tunebench.core.searchspace import apply_flags as apply_search_flags
 from tunebench.core.typed import field_names
 from tunebench.core.ui import console, out
 from tunebench.core.units import parse_count
@@ -71,6 +72,11 @@ def spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         data["methods"] = keep_methods(data, wanted)
     if args.seeds:
         data["seeds"] = args.seeds
+    if args.data_sizes:  # "100,300,all", or "per_class=10,30,all"
+        key, per_key, sizes = args.data_sizes.partition("=")
+        data["data_sizes"] = {key.strip(): sizes} if per_key else args.data_sizes
+    if getattr(args, "search", None):
+        data["methods"] = apply_search_flags(data.get("methods") or [], args.search)
     budget = dict(data.get("budget") or {})
     if args.steps is not None:
         budget["steps"] = args.steps
@@ -108,6 +114,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
         f"[bold]tunebench compare[/bold] · experiment [cyan]{spec.name}[/cyan] · models "
         f"{', '.join(spec.models)} · methods {', '.join(m.name for m in spec.methods)} · "
         f"seeds {', '.join(map(str, spec.seeds))}"
+        + (f" · data sizes {', '.join(map(str, spec.data_sizes.sizes))}" if spec.data_sizes else "")
+        + (" per class" if spec.data_sizes and spec.data_sizes.by_class else "")
     )
     results = run_experiment(spec, force=args.force, executor=executor, tracker=tracker)
     if not distributed.is_main():  # one of several processes (torchrun): the main one reports

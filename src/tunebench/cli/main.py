@@ -52,8 +52,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--task-opt", action="append", metavar="KEY=VALUE", help="task option, e.g. digits=4")
     p.add_argument("--methods", help="comma-separated methods, e.g. zero-shot,lora")
     p.add_argument("--seeds", help="comma-separated seeds, e.g. 0,1,2")
+    p.add_argument(
+        "--data-sizes",
+        metavar="SIZES",
+        help="run every method at these training-set sizes (nested subsets), e.g. 100,300,all, or "
+        "per_class=10,30,all for examples of every label",
+    )
     p.add_argument("--steps", type=int, help="optimizer steps per trained run (budget.steps)")
     p.add_argument("--budget", action="append", metavar="KEY=VALUE", help="budget field, e.g. batch_size=16")
+    p.add_argument(
+        "--search",
+        action="append",
+        metavar="METHOD.KEY=VALUES",
+        help="choose a method option or budget field on dev with Optuna: lora.r=4,8,16 (a list), "
+        "lora.lr=log:1e-4:3e-3 (log-uniform; also float:LO:HI, int:LO:HI); lora.trials=12, "
+        "lora.objectives=dev,trainable_params and lora.pruner=median|hyperband|none set the search",
+    )
     p.add_argument("--name", help="experiment name (the folder under --out)")
     p.add_argument("--out", help="run store folder (default: runs)")
     p.add_argument("--force", action="store_true", help="redo runs that finished earlier")

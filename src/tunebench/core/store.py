@@ -34,10 +34,17 @@ FAILED = "failed-"
 SCHEMAS = (1,)
 
 
-def run_name(model: str, method: str, seed: int) -> str:
-    """The run's folder name. A composed method's ':' (`lora+distill:orca`) becomes '-': ':' is not allowed
+def run_name(model: str, method: str, seed: int, size: str | None = None) -> str:
+    """The run's folder name; `size` is its training-set size's tag (n100, 10-per-class) when the
+    experiment varies it. A composed method's ':' (`lora+distill:orca`) becomes '-': ':' is not allowed
     in Windows file names and reads as a path list separator elsewhere."""
-    return f"{model}--{safe_name(method)}--s{seed}"
+    return f"{model}--{safe_name(method)}--{f'{size}--' if size else ''}s{seed}"
+
+
+def record_run_name(record: dict[str, Any]) -> str:
+    """The folder name of the run a result record belongs to."""
+    size = (record.get("data_size") or {}).get("tag")
+    return run_name(record["model"], record["method"], record["seed"], size)
 
 
 def safe_name(name: str) -> str:

@@ -4,10 +4,13 @@ Memory (bytes) is the sum of what lives at once during a training step:
 
   weights        frozen weights at the precision's storage width (NF4 for QLoRA's block matrices), trained
                  weights at their working width;
+  buffers        what a method keeps outside its parameters for the whole run, in fp32 (BOFT's permutation
+                 matrices, AdaLoRA's sensitivity statistics);
   quantization   NF4 absmax constants: 32/64 bits per weight, or 8/64 + 32/(64·256) = 0.127 bits with
                  double quantization (Dettmers et al., 2023, §3);
   gradients      one per trained weight;
-  optimizer      fp32 master copy where the precision keeps one, plus Adam's two moments;
+  optimizer      fp32 master copy where the precision keeps one, plus Adam's two moments (of the projected
+                 gradients under GaLore, which also keeps its projection matrices);
   activations    tensors kept for the backward pass, counted from what PyTorch's autograd saves in a
                  Hugging Face Llama block (measured with saved-tensor hooks, see `layer_elements`), or
                  with gradient checkpointing the block inputs plus one block recomputed;
@@ -30,7 +33,7 @@ gradients travel through and 2 per trained weight for the weight gradients (6N f
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from tunebench.core.errors import SpecError, did_you_mean
@@ -189,8 +192,6 @@ def estimate(
     opts: Any = options if isinstance(options, cost.Options) else method_options(method, options)
     cost.declared.check(arch, opts, f"--opt ({method})")
     p = PRECISIONS[setting.precision]
-    if cost.declared.compute_bytes:
-        p = replace(p, frozen=cost.declared.compute_bytes, act=cost.declared.compute_bytes)
     base_trained, added = cost.declared.base_trained(arch, opts), cost.declared.added(arch, opts)
     trainable = base_trained + added
     mem = _memory(arch, cost, opts, setting, device, p, base_trained, added)
@@ -201,7 +202,7 @@ def estimate(
         model=arch.name,
         method=method,
         device=device.name,
-        params=arch.params + added,
+        params=arch.params + added + cost.declared.frozen_added(arch, opts),
         trainable=trainable,
         memory=mem,
         peak=_peak(mem, setting.grad_accum, checkpointed=False),
@@ -232,8 +233,17 @@ def _memory(
     trainable = base_trained + added
     n_states, state_width = OPTIMIZERS[setting.optimizer]
     mem = _weights(arch, cost, opts, p, base_trained, added)
+    mem["weights"] += cost.declared.frozen_added(arch, opts) * p.frozen
+    mem["buffers"] = cost.declared.buffers(arch, opts) * 4
     mem["gradients"] = trainable * p.grad if cost.trains else 0
-    mem["optimizer"] = trainable * (p.master + n_states * (state_width or p.state)) if cost.trains else 0
+    # Adam's moments hold one value per trained weight, unless the method's optimizer keeps them smaller
+    # (GaLore: for the projected gradients) and keeps more besides (its projection matrices).
+    declared_states = cost.declared.optimizer_states
+    states = declared_states(arch, opts) if declared_states is not None else trainable
+    extra = cost.declared.optimizer_extra(arch, opts) * p.state
+    mem["optimizer"] = (
+        trainable * p.master + states * n_states * (state_width or p.state) + extra if cost.trains else 0
+    )
     acts, acts_ckpt, logits = _activations(arch, cost, opts, setting, p, base_trained > 0)
     mem.update(activations=acts, activations_ckpt=acts_ckpt, logits=logits)
     mem["allocator"] = int((device.dynamic_slack - 1) * (acts + logits))

@@ -42,6 +42,7 @@ ROWS = [
     ("quantization constants", lambda e: human_bytes(e.memory["quantization"])),
     ("gradients", lambda e: human_bytes(e.memory["gradients"])),
     ("optimizer states", lambda e: human_bytes(e.memory["optimizer"])),
+    ("method's buffers", lambda e: human_bytes(e.memory["buffers"]) if e.memory["buffers"] else "—"),
     ("activations", lambda e: human_bytes(e.memory["activations"])),
     ("activations, checkpointed", lambda e: human_bytes(e.memory["activations_ckpt"])),
     ("logits and loss", lambda e: human_bytes(e.memory["logits"])),

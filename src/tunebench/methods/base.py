@@ -85,6 +85,12 @@ class TrainingObjective(Protocol):
 
     def final_answer(self, text: str) -> str: ...
 
+    @property
+    def trains_in_loop(self) -> bool:
+        """Whether it trains through tunebench's own loop (which runs a method's `train_hook`), rather than
+        another library's trainer (TRL's, for DPO and RL)."""
+        ...
+
     def fit(self, method: Any, ctx: Context) -> TrainStats: ...
 
     def state(self) -> dict[str, Any]:
@@ -167,6 +173,11 @@ class Method(ABC):
     def load_trainable_state(self, state: dict[str, torch.Tensor]) -> None:
         """Put back a state that `trainable_state` returned."""
         raise NotImplementedError
+
+    def info(self) -> dict[str, Any] | None:
+        """What the method chose while preparing that result.json records under `method_info` (the matrices
+        `partial` picked by their signal-to-noise ratio, the matrices GaLore projects); None: nothing."""
+        return None
 
     def usage(self) -> dict[str, Any] | None:
         """What the last `predict` cost at an API (requests, tokens, latency) when the method asked an

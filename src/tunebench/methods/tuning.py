@@ -19,10 +19,13 @@ from tunebench.core.errors import UnsupportedError
 from tunebench.core.typed import require
 from tunebench.methods.base import Context, Method, TrainingObjective, count_parameters
 from tunebench.methods.heads import ClassifierHead, GenerativeHead, Head
+from tunebench.models.blocks import transformer_blocks
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Task
+from tunebench.train.data import Encoded
 from tunebench.train.device import autocast
-from tunebench.train.loop import TrainStats, train
+from tunebench.train.frozen import CachedPrefix, train_from_cache
+from tunebench.train.loop import LossFn, OptimizerFactory, TrainHook, TrainStats, train
 
 TRAINED = "trained.safetensors"
 #: A new classification head's default learning rate is never below this (see ModelOptions.head_lr).
@@ -175,9 +178,14 @@ class ModelMethod(Method):
             self.head_info.update(self.head.init_from_probe(self, ctx))
             probe_seconds = self.head_info["probe_seconds"]
         examples, self.truncated = self.head.encode(self, ctx)
+        loss_fn = self.head.loss_fn(self)
+        cached = self.frozen_prefix(ctx, examples, loss_fn) if ctx.budget.cache_frozen else None
+        if cached is not None:
+            examples, loss_fn, prefix = cached
+            probe_seconds += prefix.seconds  # computing the frozen blocks once is part of training
         self.train_stats = train(
             self.model,
-            self.head.loss_fn(self),
+            loss_fn,
             examples,
             ctx.budget,
             seed=ctx.seed,
@@ -187,9 +195,54 @@ class ModelMethod(Method):
             on_step=ctx.on_train_step,
             checkpoint=ctx.checkpoint,
             param_groups=self.param_groups(ctx),
+            optimizer_factory=self.optimizer_factory(),
+            hook=self.train_hook(),
         )
         self.train_stats.seconds += probe_seconds  # LP-FT's probe is part of what the method costs
+        if cached is not None:
+            self.train_stats.frozen_cache = prefix.record()
         return self.train_stats
+
+    def frozen_prefix(
+        self, ctx: Context, examples: list[Encoded], loss_fn: LossFn
+    ) -> tuple[list[Encoded], LossFn, CachedPrefix] | None:
+        """The training examples with the inputs of the first trained block computed once, and a loss that
+        replays them (train/frozen.py); None where something below that block trains."""
+        weights = Path(ctx.model.path) / "model.safetensors"
+        quantization = getattr(getattr(self.model, "config", None), "quantization_config", None)
+        key = [
+            ctx.model.path,
+            weights.stat().st_mtime_ns if weights.exists() else 0,
+            sorted({str(p.dtype) for p in self.model.parameters()}),
+            quantization if isinstance(quantization, dict | None) else quantization.to_dict(),
+        ]
+        try:
+            blocks = transformer_blocks(self.model)
+        except UnsupportedError:
+            return None  # an architecture without a recognisable block stack trains uncached
+        return train_from_cache(
+            self.model,
+            blocks,
+            loss_fn,
+            examples,
+            key=key,
+            name=ctx.model.name,
+            pad_id=self.tokenizer.pad_token_id,
+            device=ctx.device,
+            bf16=ctx.bf16,
+            batch_size=ctx.budget.eval_batch_size,
+        )
+
+    def train_hook(self) -> TrainHook | None:
+        """What this method adds to every training step of tunebench's loop (AdaLoRA's rank allocation and
+        regulariser); None: nothing. An objective that trains through another loop (TRL's) cannot run it,
+        so a method that has one refuses such objectives in `check`."""
+        return None
+
+    def optimizer_factory(self) -> OptimizerFactory | None:
+        """The optimizer this method trains with when it is not the loop's fused AdamW (GaLore's projected
+        Adam); it receives the trainable parameters or `param_groups`, and the filled budget."""
+        return None
 
     def param_groups(self, ctx: Context) -> list[dict[str, Any]] | None:
         """AdamW groups: a new head's parameters at `head_lr`, the rest at the budget's lr (None: no new

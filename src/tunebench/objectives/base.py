@@ -28,6 +28,9 @@ class Objective(ABC):
     summary: ClassVar[str]
     Options: ClassVar[type]
     """Dataclass of the objective's own options (merged with the method's in a spec entry)."""
+    trains_in_loop: ClassVar[bool] = True
+    """It trains through tunebench's own loop (`train`), which runs a method's training hook (AdaLoRA's
+    rank allocation); False for an objective trained by TRL's trainer, which does not."""
 
     def __init__(self, options: Any) -> None:
         self.options = options

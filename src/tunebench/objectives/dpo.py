@@ -28,7 +28,13 @@ from tunebench.models.load import load_causal_lm
 from tunebench.objectives.base import OBJECTIVES, Objective
 from tunebench.objectives.pairs import Pair, pairs_from_samples, read_pairs
 from tunebench.objectives.sft import WarmStartOptions, combine, phase, warm_start
-from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
+from tunebench.objectives.trl_run import (
+    config_kwargs,
+    last_logged,
+    run_trainer,
+    scratch_dir,
+    trainer_optimizers,
+)
 from tunebench.teachers import TEACHERS, build_teacher
 from tunebench.train.loop import total_steps
 
@@ -100,6 +106,7 @@ class Dpo(Objective):
         "model's own wrong samples"
     )
     Options = DpoOptions
+    trains_in_loop = False  # TRL's trainer (its SFT warm start runs in tunebench's loop)
 
     def check(self, task: Task, model: ResolvedModel) -> None:
         super().check(task, model)
@@ -204,6 +211,7 @@ class Dpo(Objective):
                 args=args,
                 train_dataset=dataset,
                 processing_class=method.tokenizer,
+                optimizers=trainer_optimizers(method, budget),
             )
             if is_peft and self.options.reference == "base" and "ref" in model.peft_config:
                 model.delete_adapter("ref")  # reference pass with the adapter disabled: the pretrained base

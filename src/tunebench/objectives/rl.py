@@ -19,7 +19,13 @@ from tunebench.core.typed import require
 from tunebench.models import resolve_model
 from tunebench.objectives.base import OBJECTIVES, Objective
 from tunebench.objectives.sft import WarmStartOptions, combine, phase, warm_start
-from tunebench.objectives.trl_run import config_kwargs, last_logged, run_trainer, scratch_dir
+from tunebench.objectives.trl_run import (
+    config_kwargs,
+    last_logged,
+    run_trainer,
+    scratch_dir,
+    trainer_optimizers,
+)
 from tunebench.train.loop import total_steps
 
 if TYPE_CHECKING:
@@ -72,6 +78,7 @@ class Rl(Objective):
     name = "rl"
     summary = "online RL (GRPO via TRL): reward 1 when the answer is right, or a reward model's score"
     Options = RlOptions
+    trains_in_loop = False  # TRL's trainer (its SFT warm start runs in tunebench's loop)
 
     def check(self, task: Task, model: ResolvedModel) -> None:
         super().check(task, model)
@@ -119,6 +126,7 @@ class Rl(Objective):
                 args=args,
                 train_dataset=Dataset.from_list(rows),
                 processing_class=method.tokenizer,
+                optimizers=trainer_optimizers(method, budget),
             )
             stats = run_trainer(
                 trainer, ctx, examples_per_step=per_step, steps_before=sft.steps if sft else 0

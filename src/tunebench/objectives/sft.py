@@ -32,6 +32,8 @@ def supervised(
         device=ctx.device,
         bf16=ctx.bf16,
         on_step=ctx.on_train_step,
+        hook=method.train_hook(),
+        optimizer_factory=method.optimizer_factory(),
     )
     return stats, truncated
 

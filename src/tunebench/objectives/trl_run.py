@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from tunebench.methods.base import Context
+    from tunebench.methods.tuning import ModelMethod
     from tunebench.train.budget import Budget
 
 
@@ -67,6 +68,16 @@ def config_kwargs(budget: Budget, steps: int, ctx: Context, out: Path) -> dict[s
         "disable_tqdm": True,
         "dataloader_num_workers": 0,
     }
+
+
+def trainer_optimizers(method: ModelMethod, budget: Budget) -> tuple[Any, None]:
+    """A TRL trainer's `optimizers`: the method's own optimizer (GaLore's) over its trainable parameters at
+    the budget's rate, with the trainer's schedule (None); (None, None) leaves the trainer its AdamW."""
+    factory = method.optimizer_factory()
+    if factory is None:
+        return None, None
+    params = [p for p in method.model.parameters() if p.requires_grad]
+    return factory(params, budget.filled()), None
 
 
 def _progress_callback(ctx: Context, losses: list[float], steps_before: int):

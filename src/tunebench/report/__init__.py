@@ -37,7 +37,7 @@ def report_for_results(
 ) -> ReportData:
     """The report of the runs one `compare` just made (not whatever else the experiment folder holds)."""
     # dict.fromkeys: one entry per run folder even when a spec names a model twice
-    names = dict.fromkeys(store.run_name(r["model"], r["method"], r["seed"]) for r in results)
+    names = dict.fromkeys(store.record_run_name(r) for r in results)
     runs = load_results([Path(folder) / name / store.RESULT for name in names])
     return build_report(runs, constraints, columns=columns)
 

@@ -12,7 +12,9 @@ from pathlib import Path
 
 from tunebench.core import store
 from tunebench.report import html, svg
+from tunebench.report import search as searches
 from tunebench.report.data import ReportData
+from tunebench.report.size_chart import data_size_chart
 
 #: The page's chart rules (report.html.j2), colour variables resolved.
 STYLE = """
@@ -74,16 +76,27 @@ def chart_svgs(data: ReportData) -> dict[str, str]:
     size = html.size_chart(data, palette)
     if size:
         charts["quality-by-size.svg"] = size
+    by_examples = data_size_chart(data, palette)
+    if by_examples:
+        charts["quality-by-training-examples.svg"] = by_examples
     for pareto in html.pareto_charts(data, palette):
         charts[f"pareto-{store.safe_name(pareto['key'])}.svg"] = pareto["svg"]
     selection = html.selection_chart(data, palette)
     if selection:
         charts["lr-sensitivity.svg"] = selection
+    only: dict[str, dict[str, str]] = {}  # a chart of one method's search: its legend names that method
+    metric = (data.metric or "score").replace("_", " ").capitalize()
+    for section in searches.sections(data.entries, palette, metric):
+        label = store.safe_name(section["label"])
+        for kind, key in (("search", "chart"), ("search-pareto", "pareto_chart")):
+            if section[key]:
+                charts[f"{kind}-{label}.svg"] = section[key]
+                only[f"{kind}-{label}.svg"] = {section["label"]: palette[section["method"]]}
     for name, chart in html.curve_charts(data, palette).items():
         if chart:
             charts[f"{name}-curve.svg"] = chart
     searched = {e.method for e in data.entries if e.ok and e.selection}
-    only = {"lr-sensitivity.svg": {m: c for m, c in legend.items() if m in searched}}
+    only["lr-sensitivity.svg"] = {m: c for m, c in legend.items() if m in searched}
     return {name: standalone(chart, only.get(name, legend)) for name, chart in charts.items()}
 
 

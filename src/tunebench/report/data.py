@@ -19,6 +19,7 @@ from tunebench.report.load import RunData
 from tunebench.report.pareto import AXES, pareto
 from tunebench.report.recommend import Constraints, Recommendation, recommend
 from tunebench.report.table import BudgetCheck, Entry, best_entry, budget_check, leaderboard
+from tunebench.report.training_sizes import SizeStudy, size_study
 
 #: What the leaderboard's marks mean, in every format's legend.
 TIED_LEGEND = "not distinguishable from the best by a paired test (Holm-corrected, α = 0.05)"
@@ -47,6 +48,8 @@ class RunRow:
     score: float | None
     error: str | None
     path: str
+    size: str = ""
+    """Its training-set size's tag (n100, 10-per-class) in an experiment with several; else empty."""
 
 
 @dataclass
@@ -92,6 +95,9 @@ class ReportData:
     """How many comparisons with the best the Holm correction covers."""
     statistics_notes: list[str] = field(default_factory=list)
     """How to read the intervals, Δ and p, in sentences every renderer prints as they are."""
+    sizes: SizeStudy | None = None
+    """With several training-set sizes (`data_sizes`): each size's leaderboard, the curves and the
+    crossovers (report/training_sizes.py); everything else in the report is at the largest size."""
 
     @property
     def several_models(self) -> bool:
@@ -106,6 +112,9 @@ def build_report(
     title: str | None = None,
 ) -> ReportData:
     constraints = constraints or Constraints()
+    every_run, study = runs, size_study(runs)
+    if study is not None:  # several training-set sizes: the leaderboard is the largest size's
+        runs = [r for r in runs if (r.result.get("data_size") or {}).get("tag") == study.largest.tag]
     entries = leaderboard(runs)
     if any(e.api_tokens_per_1k is not None for e in entries):  # an endpoint's cost is tokens, not weights
         columns = {API_COLUMN: _api_cell, **(columns or {})}
@@ -121,14 +130,14 @@ def build_report(
     disagreements, total = find_disagreements(runs, entries)
     detect = _detectable(entries)
     compared = sum(1 for e in entries if e.p_value is not None)
-    return ReportData(
+    data = ReportData(
         title=title or f"{' + '.join(experiments)} · {first.get('task', '')}",
         experiment=", ".join(experiments),
         task=first.get("task", ""),
         metric=metric,
         models=sorted({e.model for e in entries}),
         entries=entries,
-        runs=run_rows(runs),
+        runs=run_rows(every_run),
         fronts={axis.key: [e.label for e in pareto(entries, axis)] for axis in AXES},
         budget=budget_check(entries),
         recommendation=recommend(entries, constraints, detect),
@@ -144,7 +153,12 @@ def build_report(
         detectable_basis=detect.basis if detect else "",
         comparisons=compared,
         statistics_notes=statistics_notes(entries, detect, compared),
+        sizes=study,
     )
+    if study is not None:
+        rec = data.recommendation
+        rec.why = f"With {study.largest.long}: {rec.why}" + (f" {study.summary}" if study.summary else "")
+    return data
 
 
 def _detectable(entries: list[Entry]) -> stats.Detectable | None:
@@ -255,8 +269,11 @@ def run_rows(runs: list[RunData]) -> list[RunRow]:
     for run in runs:
         r = run.result
         score = r["metrics"].get(r["primary_metric"]) if run.ok else None
-        rows.append(RunRow(r["model"], r["method"], r["seed"], r["status"], score, r.get("error"), run.path))
-    return sorted(rows, key=lambda x: (x.status != "ok", x.model, x.method, x.seed))
+        size = (r.get("data_size") or {}).get("tag") or ""
+        rows.append(
+            RunRow(r["model"], r["method"], r["seed"], r["status"], score, r.get("error"), run.path, size)
+        )
+    return sorted(rows, key=lambda x: (x.status != "ok", x.model, x.method, x.size, x.seed))
 
 
 def size_series(entries: list[Entry]) -> dict[str, list[tuple[float, float, tuple[float, float] | None]]]:

@@ -11,9 +11,12 @@ from pathlib import Path
 from typing import Any
 
 from tunebench.report import fmt
+from tunebench.report import search as searches
 from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData
+from tunebench.report.html import data_size_rows
 from tunebench.report.html import render as render_html
 from tunebench.report.table import Entry
+from tunebench.report.training_sizes import to_json as sizes_json
 
 FORMATS = ("html", "md", "csv", "json")
 
@@ -61,11 +64,22 @@ _CSV = {
 
 
 def to_csv(data: ReportData) -> str:
+    """One row per method; with several training-set sizes, one per method and size (the leaderboard's
+    columns are each size's own), led by the size and its training examples."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([*_CSV, *data.columns])
-    for e in data.entries:
-        writer.writerow([_cell(f(e)) for f in _CSV.values()] + [e.extra.get(c, "") for c in data.columns])
+    if data.sizes is None:
+        writer.writerow([*_CSV, *data.columns])
+        for e in data.entries:
+            writer.writerow([_cell(f(e)) for f in _CSV.values()] + [e.extra.get(c, "") for c in data.columns])
+        return buf.getvalue()
+    writer.writerow(["data_size", "training_examples", *_CSV, *data.columns])
+    for level in data.sizes.levels:
+        # the largest size's entries are the report's own (with the extra columns)
+        entries = data.entries if level is data.sizes.largest else level.entries
+        for e in entries:
+            row = [_cell(f(e)) for f in _CSV.values()] + [e.extra.get(c, "") for c in data.columns]
+            writer.writerow([level.tag or "", level.examples, *row])
     return buf.getvalue()
 
 
@@ -75,7 +89,8 @@ def _cell(v: Any) -> Any:
 
 def to_json(data: ReportData) -> str:
     """ReportData as JSON; each entry also carries its derived figures (peak memory, serving latency)."""
-    out = dataclasses.asdict(data)
+    out = dataclasses.asdict(dataclasses.replace(data, sizes=None))
+    out["sizes"] = sizes_json(data.sizes) if data.sizes is not None else None
     for raw, e in zip(out["entries"], data.entries, strict=True):
         del raw["sample"]  # per-item arrays: the predictions files have them
         raw.update(ok=e.ok, trains=e.trains, peak_mb=e.peak_mb, serve_latency_ms=e.serve_latency_ms)
@@ -151,7 +166,32 @@ def to_markdown(data: ReportData) -> str:
     lines += [f"- Training: {w}" for w in data.training_warnings]
     for axis_key, labels in data.fronts.items():
         lines.append(f"- Pareto front ({axis_key.replace('_', ' ')}): {', '.join(labels) or '—'}")
-    return "\n".join(lines) + "\n"
+    lines += _md_sizes(data)
+    lines += searches.markdown(data.entries)  # the configuration searches (report/search.py)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def _md_sizes(data: ReportData) -> list[str]:
+    """With several training-set sizes: each method's score at every size, and the crossovers."""
+    study = data.sizes
+    if study is None:
+        return []
+    head = ["method", *[level.label for level in study.levels]]
+    lines = ["", f"## Quality by {study.unit}", "", _md_row(head), _md_row(["---"] * len(head))]
+    for r in data_size_rows(data):
+        cells = [r["label"] + (" (reference)" if r["label"] == study.reference else "")]
+        for level in study.levels:
+            c = r["cells"].get(level.label)
+            interval = f" ({c['ci']})" if c and c["ci"] else ""
+            cells.append(f"{c['mean']}{interval}{' ' + c['mark'] if c['mark'] else ''}" if c else "—")
+        lines.append(_md_row(cells))
+    notes = [
+        "Reference: the best at the largest size; ≈ not distinguishable from it by a paired test "
+        "(Holm-corrected per size), ▲ ahead of it, otherwise Δ in points.",
+        study.summary,
+        study.budget_note,
+    ]
+    return [*lines, "", *[f"- {n}" for n in notes if n]]
 
 
 def _md_legend(data: ReportData) -> list[str]:

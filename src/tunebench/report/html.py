@@ -14,8 +14,10 @@ from typing import Any
 import jinja2
 
 from tunebench.report import fmt, svg
+from tunebench.report import search as searches
 from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData, size_series
 from tunebench.report.pareto import AXES
+from tunebench.report.size_chart import data_size_chart
 from tunebench.report.table import Entry
 
 #: Axis key → (value shown on the axis from the axis's value, tick label). Memory is drawn in GB so that its
@@ -139,6 +141,35 @@ def leaderboard_rows(data: ReportData) -> list[dict[str, Any]]:
     return rows
 
 
+def data_size_rows(data: ReportData) -> list[dict[str, Any]]:
+    """Each method's score at every training-set size, with its verdict against the reference (the best at
+    the largest size): ≈ tied, ▲ ahead, or its Δ when behind."""
+    study = data.sizes
+    if study is None:
+        return []
+    rows: dict[str, dict[str, Any]] = {}
+    for level in study.levels:
+        for e in level.entries:
+            row = rows.setdefault(e.label, {"label": e.label, "method": e.method, "cells": {}})
+            if not e.ok:
+                row["cells"][level.label] = {"mean": "failed", "ci": "", "mark": "", "title": ""}
+                continue
+            v = study.verdict(e.label, level.long)
+            mark = "" if v is None else {"tied": "≈", "ahead": "▲"}.get(v.state, fmt.points(v.diff))
+            title = (
+                f"vs {study.reference}: Δ {fmt.diff(v.diff, v.ci95)} points, p (Holm) {fmt.pvalue(v.p_adjusted)}"
+                if v
+                else ""
+            )
+            row["cells"][level.label] = {
+                "mean": fmt.pct(e.mean),
+                "ci": fmt.ci(e.ci95),
+                "mark": mark,
+                "title": title,
+            }
+    return sorted(rows.values(), key=lambda r: r["label"] != study.reference)
+
+
 def selection_rows(data: ReportData) -> list[dict[str, Any]]:
     rows = []
     for e in data.entries:
@@ -180,9 +211,12 @@ def render(data: ReportData) -> str:
         several_seeds=any(len(e.seeds) > 1 for e in data.entries),
         pareto=pareto_charts(data, palette),
         size_chart=size_chart(data, palette),
+        data_size_chart=data_size_chart(data, palette),
+        data_size_rows=data_size_rows(data),
         curves=curve_charts(data, palette),
         selection=selection_rows(data),
         selection_chart=selection_chart(data, palette),
+        searches=searches.sections(data.entries, palette, _metric_title(data)),
         labels=[e.label for e in data.entries if e.ok],
         metric_title=_metric_title(data),
         tied_legend=TIED_LEGEND,

@@ -147,10 +147,12 @@ def _check_no_duplicates(runs: list[RunData]) -> None:
     seen: dict[tuple, str] = {}
     for run in runs:
         r = run.result
-        key = (r["model"], r["method"], r["seed"])
+        size = (r.get("data_size") or {}).get("tag")  # a training-set size: one result per size
+        key = (r["model"], r["method"], r["seed"], size)
         if key in seen:
+            where = f" · {size}" if size else ""
             raise ReportError(
-                f"two results for {r['model']} · {r['method']} · seed {r['seed']}: {seen[key]} and {run.path}; "
+                f"two results for {r['model']} · {r['method']}{where} · seed {r['seed']}: {seen[key]} and {run.path}; "
                 "report one experiment folder at a time"
             )
         seen[key] = run.path

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from tunebench.core.units import MS_UNITS, TIME_UNITS, parse_memory, parse_number, parse_params
 from tunebench.report import fmt, stats
+from tunebench.report.search import configuration_clause
 from tunebench.report.table import Entry
 
 
@@ -182,6 +183,7 @@ def _why(rec: Recommendation, fits: list[Entry], detectable: stats.Detectable | 
     metric = (best.metric_name or "score").replace("_", " ")
     text = (
         f"{best.label} scores {fmt.pct(best.mean)} {metric} (95% CI {fmt.ci(best.ci95)}) with {_costs(best)}"
+        + configuration_clause(best)
     )
     stronger = [(e, why) for e, why in excluded if (e.mean or 0.0) > (best.mean or 0.0)]
     cheaper = [(r, _cheaper(r, best)) for r in runners]

@@ -82,6 +82,8 @@ class Entry:
     wall_seconds: float | None = None
     lr: float | None = None
     selection: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
+    """The configuration search that chose its options (result.json `search`; report/search.py)."""
     dev_curve: list[tuple[int, float]] = field(default_factory=list)
     loss_curve: list[tuple[int, float]] = field(default_factory=list)
     api_tokens_per_1k: float | None = None
@@ -178,6 +180,7 @@ def entry_from_runs(
     entry.eval_peak_mb = _mean([_peak(r.get("eval")) for r in results])
     entry.lr = _get(results[0], "config", "budget", "lr") if entry.steps else None
     entry.selection = results[0].get("selection")
+    entry.search = results[0].get("search")
     entry.loss_curve = _mean_curve([r.losses for r in ok if r.losses])
     entry.dev_curve = _mean_curve([_get(r, "train", "dev_curve") or [] for r in results])
     entry.api_tokens_per_1k = _mean([_api_tokens(r) for r in results])

@@ -12,6 +12,7 @@ from rich.text import Text
 
 from tunebench.report import fmt
 from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData
+from tunebench.report.html import data_size_rows
 from tunebench.report.table import Entry
 
 #: Columns left out, in this order, until the table fits the screen ("interval": Δ's interval, Δ stays).
@@ -106,6 +107,34 @@ def _two_lines(label: str) -> str:
     return label.replace(" · ", "\n", 1)
 
 
+def size_table(data: ReportData) -> list:
+    """With several training-set sizes: each method's score at every size, marked against the reference
+    (the best at the largest size), and how the budget played out across sizes."""
+    study = data.sizes
+    assert study is not None
+    table = Table(
+        title=f"By training-set size (the leaderboard above is at {study.largest.label})",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+    table.add_column("method")
+    for level in study.levels:
+        table.add_column(level.label, justify="right", no_wrap=True)
+    for r in data_size_rows(data):
+        cells = [r["cells"].get(level.label) for level in study.levels]
+        label = r["label"] + (" (ref.)" if r["label"] == study.reference else "")
+        table.add_row(label, *[f"{c['mean']} {c['mark']}".strip() if c else "—" for c in cells])
+    note = (
+        "ref.: the best at the largest size; ≈ tied with it by a paired test, ▲ ahead of it, else Δ in points"
+    )
+    out: list = [table, Text(note, style="dim")]
+    if study.budget_note:
+        out.append(Text(study.budget_note, style="dim"))
+    return out
+
+
 def legend(data: ReportData) -> str:
     parts = ["★ best", f"≈ {TIED_LEGEND}"]
     if any(e.budget_limited for e in data.entries):
@@ -128,6 +157,8 @@ def render(data: ReportData) -> Group:
             parts.append(Text(f"{e.label} seed {seed} failed: {reason}", style="red"))
         for line in e.convergence:
             parts.append(Text(f"{e.label} {line} (still improving)", style="yellow"))
+    if data.sizes is not None:
+        parts += size_table(data)
     rec = data.recommendation
     parts.append(Text.assemble(("Recommendation: ", "bold"), rec.why))
     if rec.at_scale:

@@ -60,15 +60,21 @@ def run_cell(
     folder = grid.exp_dir / cell.name
     earlier = None if grid.force else _finished_earlier(cell, grid, config, digest, index)
     if earlier is not None:
-        return earlier
+        return _searched_again(earlier, cell.method.searched, folder)
     grid.progress.run_start(cell.name, index, grid.total)
     checkpoint, resume = _open(folder, config, digest, cell, grid.force, carry_on)
     record = _new_record(config, digest, selection, resume)
+    record["search"] = cell.method.searched  # the configuration search that chose its options (search.py)
+    searched = None if reuse or resume else _searched_state(cell)
     method = cell.method.make()
     started = time.perf_counter()
     try:
         _refuse_a_failed_search(selection)
-        _execute(method, cell, grid, folder, record, checkpoint, resume, None if resume else reuse)
+        _refuse_a_failed_option_search(cell.method.searched)
+        given = None if resume else reuse or searched
+        _execute(method, cell, grid, folder, record, checkpoint, resume, given)
+        if searched is not None:
+            record["reused"]["from"] = "configuration search"
         record["status"] = "ok"
     except Exception as e:  # any failure is recorded and the grid goes on
         _stop_if_the_disk_is_full(e)
@@ -111,13 +117,20 @@ def _finished_earlier(cell: Cell, grid: Grid, config: dict, digest: str, index: 
         grid.progress.skip(cell.name, index, grid.total)
         return store.read_result(folder / store.RESULT)
     roots = [grid.exp_dir.parent, *([Path(grid.spec.run_cache)] if grid.spec.run_cache else [])]
-    source = store.find_finished(roots, cell.name, digest, exclude=folder)
+    source = next(
+        (
+            found
+            for name in cell.aliases
+            if (found := store.find_finished(roots, name, digest, exclude=folder))
+        ),
+        None,
+    )
     if source is None:
         return None
     store.copy_run(source, folder)
     store.write_json_atomic(folder / store.CONFIG, config)
     record = store.read_result(source / store.RESULT)
-    record.update(experiment=config["experiment"], config=config)
+    record.update(experiment=config["experiment"], config=config, data_size=config.get("data_size"))
     record["reused"] = {"from": "an earlier run", "path": str(source.resolve())}
     store.write_json_atomic(folder / store.RESULT, record)  # last: the copy is whole before it counts
     grid.progress.reused(cell.name, index, grid.total, source)
@@ -130,6 +143,40 @@ def _refuse_a_failed_search(selection: dict | None) -> None:
             "every learning rate in lr_grid failed on the dev split: "
             + "; ".join(f"{c['lr']:g}: {c['error']}" for c in selection["candidates"])
         )
+
+
+def _searched_again(record: dict, searched: dict | None, folder: Path) -> dict:
+    """A finished run whose search was run again and chose the same options: its record gets this search's
+    trials when they differ (a search given more trials), not when only what was replayed from the cache
+    does."""
+    if searched is None:
+        return record
+
+    def trials(search: dict | None) -> list:
+        return [{k: v for k, v in t.items() if k != "cached"} for t in (search or {}).get("trials", [])]
+
+    if trials(record.get("search")) != trials(searched):
+        record["search"] = searched
+        store.write_json_atomic(folder / store.RESULT, record)
+    return record
+
+
+def _refuse_a_failed_option_search(searched: dict | None) -> None:
+    if searched is not None and searched["chosen"] is None:
+        raise RuntimeError(
+            "every trial of the search failed on the dev split: "
+            + "; ".join(f"trial {t['number']}: {t['error']}" for t in searched["trials"])
+        )
+
+
+def _searched_state(cell: Cell) -> Path | None:
+    """The trained state of the search's chosen trial when that training was this very run (the search's
+    seed, its whole budget): evaluated on test instead of trained again (runs/search.py)."""
+    searched = cell.method.searched
+    if not searched or not searched.get("reusable") or cell.seed != searched["seed"]:
+        return None
+    state = Path(searched["reuse_path"])
+    return state if (state / KEPT_TRAINING).exists() else None
 
 
 def _open(
@@ -167,7 +214,7 @@ def _execute(
     resume: dict | None,
     reuse: Path | None,
 ) -> None:
-    ctx = make_context(cell, grid.task, grid.splits, cell.method.budget, grid.progress, folder)
+    ctx = make_context(cell, grid.task, grid.splits_for(cell), cell.method.budget, grid.progress, folder)
     ctx.checkpoint = checkpoint
     reference = prepare(method, ctx, record)
     with open(folder / store.LOG, "a", encoding="utf-8", buffering=1) as log:  # line-buffered: tail -f works
@@ -212,6 +259,7 @@ def prepare(method: Method, ctx: Context, record: dict) -> dict | None:
         "total": total,
         "trainable_pct": 100.0 * trainable / total if total else 0.0,
     }
+    record["method_info"] = method.info()  # what the method chose while preparing (partial's chosen layers)
     return reference
 
 
@@ -251,7 +299,7 @@ def reuse_training(method: Method, state: Path, record: dict, log: TextIO) -> No
     record["reused"] = {"from": "learning-rate selection", "path": str(state)}
     method.truncated = (saved["train"] or {}).get("truncated") or 0
     _log_losses(log, saved.get("losses") or [], reused=True)
-    console.print(f"  [dim]trained during the learning-rate search: reusing {state.name}[/dim]")
+    console.print(f"  [dim]trained during the search on dev: reusing {state.name}[/dim]")
 
 
 def _log_losses(log: TextIO, losses: list[float], **marks: bool) -> None:
@@ -357,6 +405,7 @@ def train_record(
         "dev_eval_seconds": dev.seconds,
         "dev_curve": dev.curve,
         "planned_steps": getattr(stats, "planned_steps", 0) or stats.steps,
+        "frozen_cache": getattr(stats, "frozen_cache", None),
         "early_stopping": early,
         "convergence": convergence(
             curve,

@@ -30,10 +30,14 @@ from tunebench.models import ResolvedModel
 from tunebench.runs.cell import run_cell
 from tunebench.runs.grid import Cell, Grid, needs_lr_search
 from tunebench.runs.record import base_record
-from tunebench.runs.selection import continuable_state, reusable_state, with_selected_lr
+from tunebench.runs.search import needs_search, with_search
+from tunebench.runs.selection import continuable_state, reusable_state
+from tunebench.tasks.subsets import TrainingSubset
 from tunebench.train import distributed
 
 EXECUTORS = ("local", "ray")
+#: A cell's training-set size (None: the whole training split).
+Size = TrainingSubset | None
 
 
 class Executor(Protocol):
@@ -57,10 +61,10 @@ class LocalExecutor:
     def run(self, grid: Grid) -> list[dict]:
         results = []
         with _scratch() as scratch:
-            for model, method_spec, seeds in grid.groups():
-                chosen, selection = with_selected_lr(grid, model, method_spec)
+            for model, method_spec, size, seeds in grid.groups():
+                chosen, selection = with_search(grid, model, method_spec, size)
                 for index, seed in seeds:
-                    cell = Cell(model, chosen, seed)
+                    cell = Cell(model, chosen, seed, size)
                     record = self._run(cell, grid, index, selection, scratch)
                     if distributed.is_main():
                         grid.on_result(record, grid.exp_dir / cell.name)
@@ -112,10 +116,13 @@ def _ray_run_cell(grid: Grid, cell: Cell, index: int, selection: dict | None) ->
     return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
 
 
-def _ray_select(grid: Grid, model: ResolvedModel, method_spec: MethodSpec) -> tuple[MethodSpec, dict | None]:
-    """A Ray task: the learning-rate search of one (model, method); returns (chosen spec, selection)."""
+def _ray_select(
+    grid: Grid, model: ResolvedModel, method_spec: MethodSpec, size: TrainingSubset | None = None
+) -> tuple[MethodSpec, dict | None]:
+    """A Ray task: the learning-rate search of one (model, method, training-set size); returns (chosen
+    spec, selection)."""
     _use_cpus(method_spec.resources)
-    return with_selected_lr(grid, model, method_spec)
+    return with_search(grid, model, method_spec, size)
 
 
 def _use_cpus(resources: Resources) -> None:
@@ -145,14 +152,18 @@ class RayExecutor:
             results[index] = record
             grid.on_result(record, grid.exp_dir / cell.name)
 
-        def fail_all(model: ResolvedModel, method_spec: MethodSpec, seeds: list, reason: str) -> None:
+        def fail_all(
+            model: ResolvedModel, method_spec: MethodSpec, size: Size, seeds: list, reason: str
+        ) -> None:
             for index, seed in seeds:
-                cell = Cell(model, method_spec, seed)
+                cell = Cell(model, method_spec, seed, size)
                 done(index, cell, self._failed(cell, grid, None, reason))
 
-        def submit(model: ResolvedModel, chosen: MethodSpec, seeds: list, selection: dict | None) -> None:
+        def submit(
+            model: ResolvedModel, chosen: MethodSpec, size: Size, seeds: list, selection: dict | None
+        ) -> None:
             for index, seed in seeds:
-                cell = Cell(model, chosen, seed)
+                cell = Cell(model, chosen, seed, size)
                 _, earlier = grid.finished(cell)
                 if earlier is not None:
                     grid.progress.skip(cell.name, index, grid.total)
@@ -167,31 +178,32 @@ class RayExecutor:
                 ref = run_task.options(**options).remote(shared, cell, index, selection)
                 pending[ref] = ("run", index, cell, selection)
 
-        for model, method_spec, seeds in grid.groups():
-            if needs_lr_search(method_spec):
+        for model, method_spec, size, seeds in grid.groups():
+            if needs_search(method_spec):
                 try:
                     options = task_options(
                         method_spec.resources, cluster, f"methods ({method_spec.name}).resources"
                     )
                 except TunebenchError as e:
-                    fail_all(model, method_spec, seeds, str(e))
+                    fail_all(model, method_spec, size, seeds, str(e))
                     continue
-                ref = select_task.options(**options).remote(shared, model, method_spec)
-                pending[ref] = ("select", model, method_spec, seeds)
+                ref = select_task.options(**options).remote(shared, model, method_spec, size)
+                pending[ref] = ("select", model, method_spec, size, seeds)
             else:
-                submit(model, method_spec, seeds, None)
+                submit(model, method_spec, size, seeds, None)
 
         while pending:
             [ref], _ = ray.wait(list(pending), num_returns=1)
             kind, *rest = pending.pop(ref)
             if kind == "select":
-                model, method_spec, seeds = rest
+                model, method_spec, size, seeds = rest
                 try:
                     chosen, selection = ray.get(ref)
                 except Exception as e:  # the search's worker died: its runs cannot start
-                    fail_all(model, method_spec, seeds, "the learning-rate search failed: " + _ray_failure(e))
+                    reason = "the learning-rate search failed: " + _ray_failure(e)
+                    fail_all(model, method_spec, size, seeds, reason)
                     continue
-                submit(model, chosen, seeds, selection)
+                submit(model, chosen, size, seeds, selection)
             else:
                 index, cell, selection = rest
                 try:
@@ -265,7 +277,7 @@ def _ray_failure(e: Exception) -> str:
 
 
 def _report(record: dict, index: int, total: int) -> None:
-    name = store.run_name(record["model"], record["method"], record["seed"])
+    name = store.record_run_name(record)
     if record["status"] == "ok":
         metric = record["primary_metric"]
         console.print(
@@ -285,6 +297,11 @@ def for_launch(spec: ExperimentSpec) -> ExperimentSpec:
     if not distributed.launched():
         return spec
     for m in spec.methods:
+        if m.search is not None:
+            raise SpecError(
+                f"{spec.source}: methods ({m.name}).search: a search runs in one process; run it in a "
+                "single-process run, then give the chosen options to this launch"
+            )
         if needs_lr_search(m):
             raise SpecError(
                 f"{spec.source}: methods ({m.name}).lr_grid: a learning-rate search runs in one process; "

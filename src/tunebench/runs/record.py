@@ -7,6 +7,13 @@ Keys (all present; values may be null where a method has nothing to report):
   failed_files     null, or for a failed run the folder (failed-<UTC time>/) its partial files were moved
                    to (null when it left none)
   experiment, model, task, method, seed
+  data_size        null (the experiment did not vary the training-set size), or the size this run trained
+                   at (`data_sizes`, runs/data_sizes.py): tag (in the folder name: n100, n-all,
+                   10-per-class), requested (a count or "all"), per_class, examples (training examples it
+                   had), of (the whole training split's), seed (of the fixed order the nested subsets are
+                   drawn in), fingerprint (of the subset's examples), label_counts (per class: label →
+                   examples); a true subset also adds config.task.train_subset {examples, fingerprint}
+                   and is part of the identity, the whole split (all) is the same run as without sizes
   config           the resolved config of the run; with model_fingerprint (the hash of the model folder's
                    files) and versions (tunebench, torch, transformers, PEFT): with the data's fingerprint,
                    the method, the budget and the seed they are the run's identity (config_hash); the
@@ -17,6 +24,12 @@ Keys (all present; values may be null where a method has nothing to report):
   metrics          metric name → value in [0, 1]
   ci95             [low, high] 95% bootstrap interval of the primary metric
   params           trainable, total, trainable_pct
+  method_info      null, or what the method chose while preparing: `partial` its trained blocks (select:
+                   last) or matrices with their signal-to-noise ratios (select: snr); `galore` the matrices
+                   it projects, their rank and its optimizer's state values; `lora`/`dora`/`qlora` with
+                   init pissa, olora, loftq or eva: the init (PEFT's name), whether it rewrote the base, its
+                   seconds (also counted in train.seconds), the artifact's rank (2r for pissa and olora,
+                   exported as a plain LoRA on the untouched base) and the adapted matrices' ranks
   train            seconds, steps, examples, tokens (non-padding), target_tokens, max_width (the widest
                    micro-batch with its padding; null where TRL trained), tokens_per_s,
                    peak_rss_mb, peak_gpu_mb, bf16, final_loss, truncated (examples cut to max_length),
@@ -25,6 +38,10 @@ Keys (all present; values may be null where a method has nothing to report):
                    resumed_from (the checkpoint's step when a killed run resumed, else null),
                    checkpoints and checkpoint_seconds (written by the last process; left out of `seconds`),
                    planned_steps (the budget's steps; more than `steps` when early stopping ended the run),
+                   frozen_cache (null: every step ran the whole model; else cached_blocks (the frozen
+                   blocks below the first trained one, computed once without dropout and replayed: see
+                   budget.cache_frozen), seconds (computing or reading them, counted in `seconds`),
+                   from_disk (an earlier run had computed them)),
                    early_stopping (null when off, else patience, min_delta, stopped_at (null: ran its whole
                    budget), best_step, best_score, restored (the best dev state was put back), note),
                    convergence {still_improving (true: the budget ran out while it was still learning,
@@ -56,9 +73,20 @@ Keys (all present; values may be null where a method has nothing to report):
                    too), chosen_lr, reusable (the winner trained the whole budget and its state was kept),
                    reuse_path, candidates [{lr, steps, rung, fraction, status, metric, dev_score,
                    final_loss, error, extension, reusable}]
-  reused           absent, or {from: "learning-rate selection", path}: this run's training is the
-                   selection winner's (same seed, same whole budget), evaluated on test without training
-                   it again; or {from: "an earlier run", path}: the same run (same identity: runs/grid.py
+  search           null, or the configuration search (`search:` on the method's entry, runs/search.py) that
+                   chose this run's options on the dev split: sampler (TPE or grid), seed (the trials'
+                   seed, also the sampler's), split ("dev"), metric, space (name → list or {log|float|int:
+                   [lo, hi]}), objectives and directions, pruner (null when nothing could be pruned) and
+                   pruning_off (why not), rule (how the configuration was chosen), trials [{number, params,
+                   status (complete / pruned / failed), metric, dev_score, dev_curve, steps, final_loss,
+                   trainable_params, peak_memory_mb, train_seconds, pruned_at, error, cached (told from
+                   its record, not trained), key}], pareto (the Pareto set's trial numbers with several
+                   objectives, else []), chosen (name → value: this run's), chosen_trial, trained (trials
+                   trained by this search, the others were told from their records), reusable, reuse_path,
+                   optuna (its version)
+  reused           absent, or {from: "learning-rate selection" or "configuration search", path}: this run's
+                   training is the selection winner's or the search's chosen trial's (same seed, same
+                   whole budget), evaluated on test without training it again; or {from: "an earlier run", path}: the same run (same identity: runs/grid.py
                    `identity`) finished in another experiment or the run cache, and was copied here
   continued        absent, or {from: "learning-rate selection", step}: the search's last rung of successive
                    halving was this run's first `step` steps (same seed, same whole-budget schedule); the run
@@ -107,18 +135,21 @@ def base_record(config: dict[str, Any], digest: str) -> dict[str, Any]:
         "task": config["task"]["name"],
         "method": config["method"]["name"],
         "seed": config["seed"],
+        "data_size": config.get("data_size"),
         "config": config,
         "config_hash": digest,
         "primary_metric": None,
         "metrics": {},
         "ci95": None,
         "params": None,
+        "method_info": None,
         "train": None,
         "eval": None,
         "usage": None,
         "latency": None,
         "drift": None,
         "selection": None,
+        "search": None,
         "artifact": None,
         "wall_seconds": None,
         "task_info": None,

@@ -15,6 +15,7 @@ import yaml
 from tunebench.config import ExperimentSpec
 from tunebench.core import store
 from tunebench.models import resolve_model
+from tunebench.runs.data_sizes import training_subsets
 from tunebench.runs.executors import Executor, LocalExecutor, for_launch
 from tunebench.runs.grid import Grid, check_dev_split
 from tunebench.runs.progress import RunProgress
@@ -46,8 +47,9 @@ def build_grid(spec: ExperimentSpec, *, force: bool = False, progress: RunProgre
     task = build_task(spec.task.name, spec.task.options, f"{spec.source}: task")
     splits = task.splits()
     check_dev_split(spec, splits)
+    subsets = training_subsets(spec, task, splits)  # a size the split cannot hold fails here
     models = [resolve_model(name) for name in spec.models]
     if distributed.is_main():  # of several processes, only the main one writes to the run store
         store.make_folder(exp_dir)
         store.write_text_atomic(exp_dir / "spec.yaml", yaml.safe_dump(spec.to_dict(), sort_keys=False))
-    return Grid(spec, task, splits, models, exp_dir, force, progress or RunProgress())
+    return Grid(spec, task, splits, models, exp_dir, force, progress or RunProgress(), subsets=subsets)

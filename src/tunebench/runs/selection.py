@@ -54,6 +54,7 @@ from tunebench.runs import measure
 from tunebench.runs.cell import KEPT_TRAINING, export_artifact, make_context, train_record
 from tunebench.runs.devcurve import DevCurve
 from tunebench.runs.grid import Cell, Grid, identity, needs_lr_search
+from tunebench.tasks.subsets import TrainingSubset
 from tunebench.train.budget import Budget
 from tunebench.train.checkpoint import META, Checkpointer
 from tunebench.train.memory import release_memory
@@ -181,12 +182,13 @@ def final_loss(losses: list[float]) -> float | None:
 
 
 def with_selected_lr(
-    grid: Grid, model: ResolvedModel, method_spec: MethodSpec
+    grid: Grid, model: ResolvedModel, method_spec: MethodSpec, size: TrainingSubset | None = None
 ) -> tuple[MethodSpec, dict | None]:
-    """The method's spec with its learning rate chosen on dev, and the selection record (None: no search)."""
+    """The method's spec with its learning rate chosen on dev, and the selection record (None: no search).
+    With several training-set sizes, each size searches on its own (`size`)."""
     if not needs_lr_search(method_spec):
         return method_spec, None
-    selection = select_for_cell(Cell(model, method_spec, grid.spec.seeds[0]), grid)
+    selection = select_for_cell(Cell(model, method_spec, grid.spec.seeds[0], size), grid)
     if selection["chosen_lr"] is None:
         return method_spec, selection  # the final runs record the failure
     budget = dataclasses.replace(method_spec.budget, lr=selection["chosen_lr"])
@@ -197,9 +199,9 @@ def select_for_cell(cell: Cell, grid: Grid) -> dict[str, Any]:
     """Choose the learning rate of (model, method) on dev; each candidate is cached like a run, and a
     whole-budget candidate keeps its trained state (`artifact/`) for the final run of the same seed."""
     budget = cell.method.budget
-    folder = grid.exp_dir / SELECTION_DIR / f"{cell.model.name}--{store.safe_name(cell.method.name)}"
+    folder = grid.exp_dir / SELECTION_DIR / cell.selection_name
     console.print(
-        f"[bold]{cell.model.name}--{cell.method.name}[/bold]: choosing the learning rate on dev "
+        f"[bold]{cell.selection_name}[/bold]: choosing the learning rate on dev "
         f"({budget.lr_search} over {', '.join(f'{lr:g}' for lr in budget.lr_grid)})"
     )
     paths: dict[float, Path] = {}
@@ -289,7 +291,7 @@ def _run_candidate(
         candidate.continued_from = earlier["step"] if earlier else 0
         dev = DevCurve(method, budget, (earlier or {}).get("extra"))
         continuation.extra, continuation.at_stop = dev.saved, fraction < 1.0
-        ctx = make_context(cell, grid.task, grid.splits, budget, grid.progress)
+        ctx = make_context(cell, grid.task, grid.splits_for(cell), budget, grid.progress)
         ctx.checkpoint = continuation
 
         def on_step(step: int, steps: int, loss: float) -> bool:
@@ -309,7 +311,7 @@ def _run_candidate(
         candidate.metric, candidate.dev_score = measure.dev_score(method, ctx)
         if fraction >= 1.0 and stats is not None:
             objective = method.objective.info if method.objective is not None else None
-            _keep_state(method, candidate_state(path), train, objective, stats.losses)
+            keep_state(method, candidate_state(path), train, objective, stats.losses)
             candidate.reusable = True
         loss = "—" if candidate.final_loss is None else f"{candidate.final_loss:.3f}"
         console.print(
@@ -325,7 +327,7 @@ def _run_candidate(
     return candidate, train
 
 
-def _keep_state(
+def keep_state(
     method: Any, folder: Path, train: dict | None, objective: dict | None, losses: list[float]
 ) -> None:
     """Export the candidate's trained state (the method's own artifact, written as a run's) and what its

@@ -23,10 +23,13 @@ from typing import Any, Literal
 
 from tunebench.core.errors import TunebenchError
 from tunebench.core.store import ARTIFACT, RESULT, read_result
+from tunebench.methods.peft_methods import loftq_unavailable
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
 Kind = Literal["peft", "weights", "prompt"]
+#: PEFT's `init_lora_weights` values (prefixes) that rewrite the base weights as the adapter is loaded.
+BASE_REWRITING_INITS = ("pissa", "olora", "loftq", "corda")
 
 
 class ArtifactError(TunebenchError):
@@ -44,6 +47,10 @@ class Artifact:
     generate and never shares a batch with another adapter."""
     trained_on: str | None = None
     """The model the run trained on (from result.json), when known."""
+    rewrites_base: str | None = None
+    """A LoRA init that PEFT applies to the base weights again when it loads the adapter (PiSSA, OLoRA,
+    LoftQ, CorDA saved without conversion): the adapter fits that rewritten base only, so it never joins
+    the shared base and gets a copy of its own."""
     run: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """The run's result record, when the artifact came from a run folder."""
 
@@ -91,6 +98,13 @@ def _peft(path: Path, run: dict[str, Any] | None, trained_on: str | None) -> Art
     except Exception as e:  # a damaged or foreign adapter_config.json; PEFT raises several types
         raise ArtifactError(f"{path}/adapter_config.json: not a PEFT adapter config ({e})") from None
     peft_type = str(getattr(config.peft_type, "value", config.peft_type))
+    init = getattr(config, "init_lora_weights", None)
+    rewrites = isinstance(init, str) and init.lower().startswith(BASE_REWRITING_INITS)
+    if init == "loftq" and (reason := loftq_unavailable()):
+        raise ArtifactError(
+            f"{path}: a LoftQ adapter fits the quantized base that PEFT rebuilds from the base as it loads "
+            f"it, and LoftQ {reason}"
+        )
     return Artifact(
         "peft",
         path,
@@ -98,6 +112,7 @@ def _peft(path: Path, run: dict[str, Any] | None, trained_on: str | None) -> Art
         prompt_learning=bool(getattr(config, "is_prompt_learning", False)),
         trained_on=trained_on,
         run=run or {},
+        rewrites_base=init if rewrites else None,
     )
 
 

@@ -133,6 +133,11 @@ class SharedLane(Lane):
         'lora' or 'prefix' collides with PEFT's own parameter prefixes), so adapters are numbered."""
         if artifact.kind != "peft" or artifact.prompt_learning:
             raise NotMixable(f"a {artifact.summary} is not an adapter PEFT can mix with others")
+        if artifact.rewrites_base:
+            raise NotMixable(
+                f"PEFT applies its {artifact.rewrites_base} init to the base weights again when it loads it, "
+                "which would change the base that the other adapters share"
+            )
         from peft import PeftModel  # lazy: slow import
 
         name = f"adapter{next(self._numbers)}"

@@ -74,6 +74,12 @@ class Budget:
     early_stopping: EarlyStopping | None = None
     """Stop when the dev curve stops improving and restore the best state, e.g. {patience: 3, min_delta:
     0}; needs `dev_every`. Unset: every run trains its whole budget."""
+    cache_frozen: bool = True
+    """When every trained parameter sits at or above some transformer block (partial's last blocks), compute
+    the frozen blocks below once per training example and replay them at every step, epoch, seed and rate
+    candidate (train/frozen.py), instead of running them at every step. The frozen blocks then run without
+    dropout; false keeps the uncached path, dropout included. Supervised training only (not the objectives'
+    own loops)."""
     checkpoint_every: int = 50
     """Save a training checkpoint every N optimizer steps (0: never), so that a killed run resumes from
     it. It does not change results, so it is left out of the run's config hash."""

@@ -10,7 +10,8 @@ Layout, in the run folder:
 
     checkpoint/meta.json              format, tag (the run's config hash), step, statistics, caller state
     checkpoint/trainable.safetensors  the trainable parameters, by name
-    checkpoint/training.pt            optimizer, scheduler and generator states (loaded with weights_only)
+    checkpoint/training.pt            optimizer, scheduler and generator states, and the method's training
+                                      hook's (AdaLoRA's rank allocator; loaded with weights_only)
 
 A checkpoint is written into `checkpoint.tmp-<pid>/` (meta.json last) and swapped in by two renames; the
 previous one is kept as `checkpoint.old/` during the swap, and a reader falls back to it, so a kill at any
@@ -80,6 +81,7 @@ class Checkpointer:
         optimizer: torch.optim.Optimizer,
         scheduler: Any,
         stats: dict[str, Any],
+        hook_state: dict[str, Any] | None = None,
     ) -> None:
         start = time.perf_counter()
         tmp = self.folder.with_name(f"{self.folder.name}.tmp-{os.getpid()}")
@@ -95,6 +97,7 @@ class Checkpointer:
                     "optimizer": optimizer.state_dict(),
                     "scheduler": scheduler.state_dict(),
                     "rng": rng_state(),
+                    "hook": hook_state or {},
                 },
                 tmp / STATE,
             )
@@ -116,7 +119,8 @@ class Checkpointer:
     def restore(
         self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any
     ) -> dict[str, Any] | None:
-        """Put the saved state back into freshly prepared objects; returns the meta, or None without one."""
+        """Put the saved state back into freshly prepared objects; returns the meta (with the training
+        hook's state under "hook"), or None without one."""
         meta = self.meta()
         if meta is None:
             return None
@@ -135,7 +139,7 @@ class Checkpointer:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         set_rng_state(state["rng"])
-        return meta
+        return {**meta, "hook": state.get("hook", {})}
 
     def adopt(self, source: Path) -> None:
         """Take a state another training saved as this run's own, moved into place with this run's tag: a

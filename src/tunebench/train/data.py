@@ -18,6 +18,9 @@ class Encoded:
     """Leading tokens that belong to the prompt (no loss on them)."""
     label: int | None = None
     """Class index, for a classification head (the whole sequence is then input)."""
+    hidden: torch.Tensor | None = None
+    """The example's hidden states where the first trained block reads them (T × d), computed once when
+    the blocks below are frozen (train/frozen.py); None: the whole model runs."""
 
 
 @dataclass
@@ -25,13 +28,17 @@ class Batch:
     input_ids: torch.Tensor  # (B, T)
     attention_mask: torch.Tensor  # (B, T)
     labels: torch.Tensor  # (B, T), IGNORE outside the targets; or (B,) class indices for a classifier
+    hidden: torch.Tensor | None = None  # (B, T, d): cached states of the frozen lower blocks, zero on padding
 
     @property
     def n_tokens(self) -> int:
         return int(self.attention_mask.sum())
 
     def to(self, device: torch.device) -> Batch:
-        return Batch(self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device))
+        hidden = self.hidden.to(device) if self.hidden is not None else None
+        return Batch(
+            self.input_ids.to(device), self.attention_mask.to(device), self.labels.to(device), hidden
+        )
 
 
 def encode(tokenizer, prompts: list[str], targets: list[str], max_length: int) -> tuple[list[Encoded], int]:
@@ -78,7 +85,14 @@ def collate(examples: list[Encoded], pad_id: int) -> Batch:
         labels[row, e.n_prompt : n] = ids[row, e.n_prompt : n]
     if examples[0].label is not None:
         labels = torch.tensor([e.label for e in examples], dtype=torch.long)
-    return Batch(ids, mask, labels)
+    hidden = None
+    first = examples[0].hidden
+    if first is not None:
+        hidden = torch.zeros((len(examples), width, first.shape[-1]), dtype=first.dtype)
+        for row, e in enumerate(examples):
+            assert e.hidden is not None  # cached for every example or for none
+            hidden[row, : len(e.ids)] = e.hidden
+    return Batch(ids, mask, labels, hidden)
 
 
 def batch_stream(

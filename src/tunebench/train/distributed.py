@@ -134,4 +134,5 @@ def shard(batch: Batch) -> Batch:
     part = rank()
     pieces = [torch.tensor_split(t, world_size())[part] for t in (batch.input_ids, batch.attention_mask)]
     labels = torch.tensor_split(batch.labels, world_size())[part]
-    return Batch(pieces[0], pieces[1], labels)
+    hidden = torch.tensor_split(batch.hidden, world_size())[part] if batch.hidden is not None else None
+    return Batch(pieces[0], pieces[1], labels, hidden)

@@ -11,6 +11,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -25,6 +26,37 @@ LossFn = Callable[[torch.nn.Module, Batch], torch.Tensor]
 #: Called after every optimizer step with (step, steps, loss); returning True stops training there (early
 #: stopping on the dev split decides it in the runner, which owns the dev evaluation).
 OnStep = Callable[[int, int, float], "bool | None"]
+#: Builds the optimizer from the trainable parameters (tensors, or groups with their own "lr") and the filled
+#: budget: a method that does not train with AdamW gives its own (GaLore's projected Adam); else `make_optimizer`.
+OptimizerFactory = Callable[[list[torch.nn.Parameter] | list[dict], Budget], torch.optim.Optimizer]
+
+
+class TrainHook:
+    """What a method adds to the loop beside its loss, at fixed points of every step (AdaLoRA's rank
+    allocation and orthogonality regulariser). This base does nothing; a method returns its own
+    (`ModelMethod.train_hook`), so the loop never asks which method it trains. Its state goes into
+    checkpoints, so a resumed run or a continued rung of successive halving goes on where it stopped."""
+
+    def start(self, model: torch.nn.Module, steps: int) -> None:
+        """Before the first step, with the optimizer steps the whole run plans (the budget's, not a rung's),
+        and before a checkpoint's state is put back."""
+
+    def loss(self, model: torch.nn.Module) -> torch.Tensor | None:
+        """A term added to every micro-batch's loss for the gradients only; the logged loss, the convergence
+        check and tie-breaks see the task's loss alone. None: nothing to add."""
+        return None
+
+    def after_step(self, model: torch.nn.Module, step: int) -> None:
+        """After optimizer step `step` (1-based), while the gradients are still there (before they are
+        cleared)."""
+
+    def state(self) -> dict[str, Any]:
+        """What the hook has accumulated, for a checkpoint: tensors, lists, numbers and strings only
+        (checkpoints load with weights_only)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Put back what `state` returned, after `start`."""
 
 
 class TrainingError(RuntimeError):
@@ -53,6 +85,8 @@ class TrainStats:
     checkpoint_seconds: float = 0.0
     planned_steps: int = 0
     """The steps the budget asked for; more than `steps` when training was stopped early."""
+    frozen_cache: dict | None = None
+    """Set when the frozen lower blocks were computed once and replayed (train/frozen.py `CachedPrefix`)."""
 
 
 def _target_tokens(batch: Batch) -> int:
@@ -96,16 +130,20 @@ def train(
     on_step: OnStep | None = None,
     checkpoint: Checkpointer | None = None,
     param_groups: list[dict] | None = None,
+    optimizer_factory: OptimizerFactory | None = None,
+    hook: TrainHook | None = None,
 ) -> TrainStats:
     """Train for the budget's steps; with `checkpoint`, resume from its saved state and save every N steps.
 
     `param_groups`: the trainable parameters split into AdamW groups with their own peak "lr" (default: one
-    group at `budget.lr`). `on_step` returning True ends training after that step (early stopping).
+    group at `budget.lr`). `optimizer_factory`: the method's own optimizer (default: fused AdamW).
+    `on_step` returning True ends training after that step (early stopping). `hook`: the method's own work
+    at each step (`TrainHook`).
     """
     budget = budget.filled()
     steps = total_steps(budget, len(examples))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = make_optimizer(param_groups or params, budget)
+    optimizer = (optimizer_factory or make_optimizer)(param_groups or params, budget)
     assert budget.warmup is not None  # filled() above sets it
     warmup = int(budget.warmup * steps)
 
@@ -116,9 +154,12 @@ def train(
 
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
     stats = TrainStats(bf16=bf16, planned_steps=steps)
+    hook = hook or TrainHook()
+    hook.start(model, steps)
     saved = checkpoint.restore(model, optimizer, scheduler) if checkpoint is not None else None
     if saved is not None:
         _resume_stats(stats, saved)
+        hook.load_state(saved.get("hook") or {})
     # The stream is a pure function of (seed, position): a resumed run draws the batches it would have.
     stream = batch_stream(examples, budget.batch_size, seed, pad_id, start=stats.steps * budget.grad_accum)
     # Under torchrun / accelerate launch: this process's slice of each batch, gradients averaged by DDP.
@@ -129,7 +170,9 @@ def train(
         start, before = time.perf_counter(), stats.seconds
         for step in range(stats.steps, steps):
             # averaged over the processes, so that every process takes the same NaN decision below
-            step_loss = distributed.mean(accumulate_step(model, loss_fn, stream, budget, device, bf16, stats))
+            step_loss = distributed.mean(
+                accumulate_step(model, loss_fn, stream, budget, device, bf16, stats, hook)
+            )
             if not math.isfinite(step_loss):
                 raise TrainingError(
                     f"the loss became {step_loss} at step {step + 1}; try a lower learning rate"
@@ -137,6 +180,7 @@ def train(
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
+            hook.after_step(model, step + 1)  # reads the gradients: before they are cleared
             optimizer.zero_grad(set_to_none=True)
             stats.losses.append(step_loss)
             stats.steps = step + 1
@@ -144,7 +188,9 @@ def train(
             if checkpoint is not None and (checkpoint.at_stop if stop else checkpoint.due(step + 1, steps)):
                 stats.seconds = before + time.perf_counter() - start - checkpoint.seconds
                 stats.peak_rss_mb, stats.peak_gpu_mb = _peaks(stats, mem)
-                checkpoint.save(step + 1, model, optimizer, scheduler, dataclasses.asdict(stats))
+                checkpoint.save(
+                    step + 1, model, optimizer, scheduler, dataclasses.asdict(stats), hook_state=hook.state()
+                )
             if stop:
                 break  # early stopping (the caller restores the best state it kept), or a rung's end
         # Writing checkpoints is the harness's cost, not the method's: it is left out of training time.
@@ -158,15 +204,24 @@ def train(
 
 
 def accumulate_step(
-    model, loss_fn: LossFn, stream, budget: Budget, device, bf16: bool, stats: TrainStats
+    model,
+    loss_fn: LossFn,
+    stream,
+    budget: Budget,
+    device,
+    bf16: bool,
+    stats: TrainStats,
+    hook: TrainHook | None = None,
 ) -> float:
-    """One optimizer step's forward and backward passes (grad_accum micro-batches); the mean loss."""
+    """One optimizer step's forward and backward passes (grad_accum micro-batches); the mean task loss
+    (a hook's term adds to the gradients, not to the figure)."""
     step_loss = 0.0
     for _ in range(budget.grad_accum):
         batch = next(stream).to(device)
         with autocast(device, bf16):
             loss = loss_fn(model, batch)
-        (loss / budget.grad_accum).backward()
+        extra = hook.loss(model) if hook is not None else None
+        ((loss if extra is None else loss + extra) / budget.grad_accum).backward()
         step_loss += loss.item() / budget.grad_accum
         stats.examples += batch.input_ids.shape[0]
         stats.tokens += batch.n_tokens
