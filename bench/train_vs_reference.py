@@ -1,16 +1,24 @@
 """tunebench's training against the plain way: a hand-written transformers Trainer + PEFT script.
 
-    python bench/train_vs_reference.py [--steps 40] [--methods lora,full] [--quick] [--no-metric]
-                                       [--random-init FOLDER] [--peak] [--tunebench-only] [--same-draw]
+    python bench/train_vs_reference.py [--steps 40] [--methods lora,full] [--reference dynamic|pad64]
+                                       [--quick] [--no-metric] [--random-init FOLDER] [--peak]
+                                       [--tunebench-only] [--same-draw]
 
 The reference is what a user writes from the Hugging Face docs: the model loaded in fp32, PEFT LoRA with its
 defaults plus the rank and targets below (or no PEFT for `full`), every example tokenized as
-`prompt + " " + answer + EOS` with `padding="max_length"` to --max-length (64 by default: the round number
-a user picks for problems like "123 + 456 =", the same as tunebench's budget for this task), labels equal to
-the input ids with the prompt and the padding set to -100 (loss on the answer tokens only, as tunebench
-trains), `default_data_collator`, `Trainer` with the same learning rate, warm-up, cosine schedule, steps and
-batch as tunebench. Trainer's other defaults are kept (fused AdamW, gradient clipping at 1.0, fp32; bf16=True
-on CUDA, which is where a user turns it on).
+`prompt + " " + answer + EOS`, labels equal to the input ids with the prompt (and any padding) set to -100
+(loss on the answer tokens only, as tunebench trains), `Trainer` with the same learning rate, warm-up,
+cosine schedule, steps and batch as tunebench. Trainer's other defaults are kept (fused AdamW, gradient
+clipping at 1.0, fp32; bf16=True on CUDA, which is where a user turns it on). Two references:
+
+- `--reference dynamic` (the default; the plain way done well): no padding at tokenization,
+  `DataCollatorForSeq2Seq` pads each batch to its longest example (labels with -100), and Trainer's
+  length-grouped sampler (`train_sampling_strategy="group_by_length"`, transformers 4's `group_by_length`)
+  draws batches of similar length. What is left between it and tunebench is the
+  training loop itself: logits at every position against the target positions only, Trainer's per-step
+  overhead.
+- `--reference pad64`: every example padded to --max-length (64 by default: the round number a user picks for
+  problems like "123 + 456 =") with `default_data_collator`. The weak baseline, kept for comparison.
 
 tunebench runs the same method through its Python API (the method's prepare → fit → predict, as the runner
 does) on the same model, data, steps, batch and learning rate. Each pair runs back to back in one process, so
@@ -25,14 +33,15 @@ those draws move exact match by several points, so a single pair cannot say whet
 quality. With --same-draw the reference is given tunebench's draw and nothing else changes: the training
 examples in tunebench's order (Trainer's sampler made sequential), the LoRA weights tunebench initialised
 (copied in before training), and tunebench's warm-up (linear from 1/(w+1), then the same cosine). What is
-left between the two is the arithmetic: padding to 64 and logits at every position change the shapes and the
+left between the two is the arithmetic: padding and logits at every position change the shapes and the
 order of the float sums, not the function being optimised. The throughput ratio holds either way (the draw
 costs nothing), so the run prints both.
 
 --random-init FOLDER: a folder with a model's config.json and tokenizer files but no weights (gpu_kit/
 smollm2-shape/); the model is built at random from the config (seed 0) and saved to a temporary folder
-that both sides load. For throughput only (use with --no-metric). --peak also measures the GEMM peak and
-prints MFU against it (see hardware_limit.py for how FLOPs are counted).
+that both sides load. For throughput only (use with --no-metric). --peak also measures the GEMM peaks and
+prints MFU against the peak of the precision the run used (fp32 or bf16; see hardware_limit.py for how FLOPs
+are counted).
 """
 
 from __future__ import annotations
@@ -79,13 +88,18 @@ class Side:
 
 
 class CountingCollator:
-    """default_data_collator that remembers each batch's non-padding and target tokens (for the figures
-    only; accelerate's loader may fetch one batch ahead, so the caller keeps the first `steps` batches)."""
+    """The reference's collator (`DataCollatorForSeq2Seq` for --reference dynamic, `default_data_collator`
+    for pad64) remembering each batch's non-padding, target and computed tokens (for the figures only;
+    accelerate's loader may fetch one batch ahead, so the caller keeps the first `steps` batches)."""
 
-    def __init__(self) -> None:
-        from transformers import default_data_collator
+    def __init__(self, tokenizer, dynamic: bool) -> None:
+        from transformers import DataCollatorForSeq2Seq, default_data_collator
 
-        self.collate = default_data_collator
+        self.collate = (
+            DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100)
+            if dynamic
+            else default_data_collator
+        )
         self.batches: list[tuple[int, int, int]] = []
 
     def __call__(self, features):
@@ -96,12 +110,16 @@ class CountingCollator:
         return batch
 
 
-def reference_dataset(tokenizer, prompts: list[str], answers: list[str], max_length: int) -> list[dict]:
+def reference_dataset(
+    tokenizer, prompts: list[str], answers: list[str], max_length: int, dynamic: bool
+) -> list[dict]:
+    """Tokenized rows: unpadded lists for the dynamic reference (its collator pads), tensors padded to
+    max_length for pad64."""
     rows = []
     for prompt, answer in zip(prompts, answers, strict=True):
         enc = tokenizer(
             prompt + " " + answer + tokenizer.eos_token,
-            padding="max_length",
+            padding=False if dynamic else "max_length",
             max_length=max_length,
             truncation=True,
         )
@@ -110,7 +128,10 @@ def reference_dataset(tokenizer, prompts: list[str], answers: list[str], max_len
             tok if m and i >= n_prompt else -100
             for i, (tok, m) in enumerate(zip(enc["input_ids"], enc["attention_mask"], strict=True))
         ]
-        rows.append({**{k: torch.tensor(v) for k, v in enc.items()}, "labels": torch.tensor(labels)})
+        if dynamic:
+            rows.append({**dict(enc), "labels": labels})
+        else:
+            rows.append({**{k: torch.tensor(v) for k, v in enc.items()}, "labels": torch.tensor(labels)})
     return rows
 
 
@@ -130,18 +151,20 @@ def tunebench_draw(method: str, model_path: str, task, splits, args) -> Draw:
     """tunebench's example order, adapter initialisation and schedule for this run (nothing is trained)."""
     import math
 
-    import numpy as np
+    from tunebench.train.data import epoch_order
 
-    n, steps, batch = len(splits.train), args.steps, args.batch_size
+    prepared, ctx = tunebench_method(method, model_path, task, splits, args)
+    examples, _ = prepared.head.encode(prepared, ctx)
+    n, steps, batch = len(examples), args.steps, args.batch_size
     per_epoch = n // batch
     order: list[int] = []
     for epoch in range(math.ceil(steps / per_epoch)):  # as train.data.batch_stream draws them
-        order += np.random.default_rng([args.seed, epoch]).permutation(n)[: per_epoch * batch].tolist()
+        drawn = epoch_order(examples, batch, args.seed, epoch, ctx.budget.group_by_length)
+        order += drawn[: per_epoch * batch]
     init = {}
     if method == "lora":
-        prepared = tunebench_method(method, model_path, task, splits, args)[0]
         init = {k: v.detach().clone() for k, v in prepared.model.named_parameters() if v.requires_grad}
-        del prepared
+    del prepared
     warmup = int(0.1 * steps)
 
     def schedule(step: int) -> float:  # train.loop's
@@ -189,7 +212,8 @@ def reference_train(
             for name, value in draw.init.items():
                 names[name].copy_(value)
     side = Side("reference")
-    collator = CountingCollator()
+    dynamic = args.reference == "dynamic"
+    collator = CountingCollator(tokenizer, dynamic)
     with tempfile.TemporaryDirectory(prefix="tunebench-reference-") as out:
         training_args = TrainingArguments(
             output_dir=out,
@@ -198,6 +222,8 @@ def reference_train(
             learning_rate=LEARNING_RATES[method],
             warmup_steps=int(0.1 * args.steps),
             lr_scheduler_type="cosine",
+            # transformers 5's name for 4's group_by_length=True; with --same-draw the order is tunebench's
+            train_sampling_strategy="group_by_length" if dynamic and draw is None else "random",
             bf16=bf16,
             seed=args.seed,
             logging_steps=1 if draw is not None else max(1, args.steps // 4),  # per-step losses to compare
@@ -206,7 +232,11 @@ def reference_train(
         start = time.perf_counter()
         train = splits.train if draw is None else [splits.train[i] for i in draw.order]
         dataset = reference_dataset(
-            tokenizer, [task.prompt(e.input) for e in train], [e.target for e in train], args.max_length
+            tokenizer,
+            [task.prompt(e.input) for e in train],
+            [e.target for e in train],
+            args.max_length,
+            dynamic,
         )
         trainer = (Trainer if draw is None else SameDrawTrainer)(
             model=model, args=training_args, train_dataset=dataset, data_collator=collator
@@ -261,6 +291,7 @@ def tunebench_method(method_name: str, model_path: str, task, splits, args) -> t
         warmup=0.1,
         precision=args.precision,
         eval_batch_size=100,
+        group_by_length=args.group_by_length == "on",
     )
     device = pick_device()
     ctx = Context(
@@ -285,8 +316,8 @@ def tunebench_run(method_name: str, model_path: str, task, splits, args, metric:
     if device.type == "cuda":
         torch.cuda.synchronize()
     side = Side("tunebench", seconds=time.perf_counter() - start)
-    # Padding to the longest example of each batch is not counted by the loop: computed_tokens stays 0.
     side.tokens, side.target_tokens = stats.tokens, stats.target_tokens
+    side.computed_tokens = stats.padded_tokens  # with the padding to each batch's longest example
     side.losses = stats.losses
     if metric:
         predictions = method.predict(ctx, [e.input for e in splits.test])
@@ -382,7 +413,7 @@ def print_row(row: dict, peak_name: str) -> None:
         mfu = "" if s["mfu"] is None else f"  MFU {s['mfu']:.1%} of {peak_name}"
         print(
             f"  {name:<10} {s['seconds']:8.1f} s  {s['tokens_per_s']:8.1f} tokens/s (non-padding; {s['tokens']} "
-            f"of {s['computed_tokens'] or 'batch-longest padded'} computed)  "
+            f"of {s['computed_tokens']} computed)  "
             f"{s['model_tflop_per_s'] * 1e3:.1f} useful GFLOP/s"
             f"{mfu}{metric}  loss {s['first_loss']:.3f} -> {s['last_loss']:.3f}"
         )
@@ -404,7 +435,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, help="optimizer steps (default 40; 10 with --quick)")
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=64, help="the reference pads every example to this")
+    parser.add_argument(
+        "--max-length",
+        type=int,
+        default=64,
+        help="longest example; --reference pad64 pads every example to it",
+    )
     parser.add_argument("--methods", default="lora,full")
     parser.add_argument("--model", default="smollm2-135m", help="registered name or model folder")
     parser.add_argument("--random-init", type=Path, help="config + tokenizer folder; random weights")
@@ -415,6 +451,18 @@ def main() -> None:
     parser.add_argument("--no-metric", dest="metric", action="store_false", help="throughput only")
     parser.add_argument("--quick", action="store_true", help="10 steps, no metric: a smoke test")
     parser.add_argument("--peak", action="store_true", help="measure the GEMM peak and print MFU")
+    parser.add_argument(
+        "--group-by-length",
+        choices=("on", "off"),
+        default="on",
+        help="tunebench's budget.group_by_length (on by default, as in a run)",
+    )
+    parser.add_argument(
+        "--reference",
+        choices=("dynamic", "pad64"),
+        default="dynamic",
+        help="dynamic: DataCollatorForSeq2Seq + group_by_length (default); pad64: pad every example to --max-length",
+    )
     parser.add_argument(
         "--tunebench-only", action="store_true", help="skip the reference (to measure a lever on its own)"
     )
@@ -456,15 +504,19 @@ def main() -> None:
         if device.type == "cuda":
             tf32 = f", tf32 {gemm_peak(torch.float32, device, tf32=True) / 1e12:.3f} TFLOP/s"
         print(f"GEMM peak: bf16 {bf16_peak / 1e12:.3f} TFLOP/s, fp32 {fp32_peak / 1e12:.3f} TFLOP/s{tf32}")
-        # The issue's yardstick is the bf16 peak; on a CPU without AMX fp32 is the faster of the two, and
-        # MFU against it is printed in the JSON too.
-        peak, peak_name = bf16_peak, "the bf16 peak"
+        # MFU is against the peak of the precision the run computes in (fp32 on a CPU without AMX, bf16 on
+        # CUDA); both are kept in the JSON.
+        from tunebench.train.device import use_bf16
+
+        bf16 = use_bf16(args.precision, device)
+        peak, peak_name = (bf16_peak, "the bf16 peak") if bf16 else (fp32_peak, "the fp32 peak")
     rows = []
     for method in args.methods.split(","):
         row = compare(method, model_path, task, splits, args, peak)
         if args.peak:
             for side in ("reference", "tunebench")[args.tunebench_only :]:
                 row[side]["mfu_fp32_peak"] = row[side]["model_tflop_per_s"] * 1e12 / fp32_peak
+                row[side]["mfu_bf16_peak"] = row[side]["model_tflop_per_s"] * 1e12 / bf16_peak
         print_row(row, peak_name)
         rows.append(row)
     if args.json:

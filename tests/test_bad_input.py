@@ -171,6 +171,24 @@ def test_duplicate_inputs_across_splits_are_counted_warned_and_reported(tmp_path
     assert task.splits().test and not any(e.input in train for e in task.splits().test + task.splits().dev)
 
 
+# --- methods that do not fit the model ------------------------------------------------------------------
+
+
+def test_bitfit_on_a_model_without_biases(tmp_path, capsys):
+    """Llama-style blocks have no bias terms: bitfit would train nothing but the head. The run is recorded
+    as failed with the reason; the rest of the grid goes on."""
+    flags = ["--model", "tiny-llama", "--methods", "bitfit,zero-shot", *ARITH, "--steps", "1"]
+    code = main(["compare", *flags, "--out", str(tmp_path / "store"), "--name", "x"])
+    err = " ".join(capsys.readouterr().err.split())
+    assert code == 1, err
+    message = "bitfit trains bias terms, and tiny-llama's blocks have none (a Llama-style model)"
+    assert message in err
+    failed = json.loads((tmp_path / "store" / "x" / "tiny-llama--bitfit--s0" / "result.json").read_text())
+    assert failed["status"] == "failed" and message in failed["error"]
+    done = json.loads((tmp_path / "store" / "x" / "tiny-llama--zero-shot--s0" / "result.json").read_text())
+    assert done["status"] == "ok"
+
+
 # --- names and numbers ----------------------------------------------------------------------------------
 
 

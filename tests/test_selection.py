@@ -14,7 +14,7 @@ import pytest
 from tunebench.cli.main import main
 from tunebench.config import parse_spec
 from tunebench.core.errors import SpecError
-from tunebench.runs import measure
+from tunebench.runs import measure, selection
 from tunebench.runs.runner import run_experiment
 from tunebench.runs.selection import (
     Candidate,
@@ -337,3 +337,30 @@ def test_a_halving_rung_continues_its_last_state_and_ends_as_a_whole_run(tmp_pat
         for n in ("halving", "plain")
     ]
     assert predictions[0] == predictions[1]
+
+
+def test_halving_without_continuation_retrains_every_rung_and_chooses_the_same(tmp_path, monkeypatch):
+    """`CONTINUE_RUNGS = False` (bench/ladder_cost.py's lever off) trains every rung and the final run from
+    the start; as a continued rung is the same training stopped later, the dev scores, the choice and the
+    final run are the same."""
+    base = {
+        "models": ["tiny-llama"],
+        "task": {"name": "arithmetic", "digits": 1, "train_size": 32, "dev_size": 8, "test_size": 6},
+        "budget": {"steps": 8, "batch_size": 4, "precision": "fp32", "max_length": 32, "warmup": 0.0},
+        "out": str(tmp_path),
+        "methods": [{"name": "lora", "lr_grid": [1e-3, 3e-3, 1e-2, 3e-2], "lr_search": "halving"}],
+    }
+    # separate runs folders: the same run finished in the first would be reused by the second
+    (continued,) = run_experiment(parse_spec({**base, "name": "continued", "out": str(tmp_path / "a")}))
+    monkeypatch.setattr(selection, "CONTINUE_RUNGS", False)
+    (restarted,) = run_experiment(parse_spec({**base, "name": "restarted", "out": str(tmp_path / "b")}))
+    assert "continued" not in restarted
+    rungs = [c for c in restarted["selection"]["candidates"] if c["rung"] == 1 and not c["extension"]]
+    assert [c["continued_from"] for c in rungs] == [0, 0]  # trained from the start
+    assert restarted["selection"]["chosen_lr"] == continued["selection"]["chosen_lr"]
+    dev = {
+        k: [c["dev_score"] for c in r["selection"]["candidates"]]
+        for k, r in (("a", continued), ("b", restarted))
+    }
+    assert dev["a"] == dev["b"]
+    assert restarted["metrics"] == continued["metrics"]

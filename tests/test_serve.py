@@ -610,3 +610,77 @@ def test_a_finished_comparison_is_served_and_reproduces_its_predictions(compared
                     )
                     text = r.choices[0].message.content
                 assert text == row["prediction"], (name, row)
+
+
+@pytest.fixture(scope="module")
+def compared_menu(tmp_path_factory):
+    """A finished comparison on tiny-llama of the methods the menu widened with: PEFT's other adapter
+    families, a LoRA whose init rewrites the base (exported as a plain LoRA), GaLore (whole weights) and
+    Spectrum-style partial fine-tuning."""
+    from tunebench.cli.main import main
+
+    out = tmp_path_factory.mktemp("menu-runs")
+    spec = {
+        "name": "menu",
+        "models": ["tiny-llama"],
+        "task": {"name": "arithmetic", "digits": 2, "train_size": 64, "dev_size": 8, "test_size": 8},
+        "budget": {"steps": 4, "batch_size": 8, "precision": "fp32"},
+        "methods": [
+            {"name": "vera"},
+            {"name": "loha"},
+            {"name": "lokr"},
+            {"name": "oft"},
+            {"name": "adalora"},
+            {"name": "lora", "init": "pissa"},
+            {"name": "galore"},
+            {"name": "partial", "select": "snr"},
+            {"name": "adapter"},
+        ],
+        "out": str(out),
+    }
+    path = out / "spec.yaml"
+    path.write_text(json.dumps(spec))
+    assert main(["compare", str(path)]) == 0
+    return out / "menu"
+
+
+def test_the_new_methods_runs_are_served_and_reproduce_their_predictions(compared_menu):
+    """Every run of the widened menu is served, answering as its run predicted, except the bottleneck
+    adapter, skipped with the reason. LoRA loads first and takes the shared lane (here after adalora and
+    galore alphabetically); adapter types PEFT cannot hold beside it, whole models and trained tensors over
+    the base (partial) get lanes of their own."""
+    from tunebench.tasks import build_task
+
+    built = build(ServeOptions(model="tiny-llama", runs=[compared_menu], device="cpu", precision="fp32"))
+    with Background(built) as srv:
+        api = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0, timeout=60)
+        listed = {m.id: m.model_extra for m in api.models.list().data}
+        names = sorted(p.name for p in compared_menu.iterdir() if (p / "result.json").exists())
+        skipped = {Path(w).parent.name: why for w, why in built.skipped}
+        assert set(skipped) == {"tiny-llama--adapter--s0"}, skipped
+        assert "have no place in the base model" in skipped["tiny-llama--adapter--s0"]
+        assert set(names) == (set(listed) - {"tiny-llama"}) | set(skipped)
+        batching = {name: listed[name]["batching"] for name in names if name in listed}
+        assert batching == {
+            name: "shared" if name == "tiny-llama--lora--s0" else "own" for name in batching
+        }, batching
+        for name in set(names) & set(listed):
+            record = json.loads((compared_menu / name / "result.json").read_text())
+            task_config = {
+                k: v
+                for k, v in record["config"]["task"].items()
+                if k not in ("name", "registered_as", "data_fingerprint", "sizes")
+            }
+            task = build_task(record["config"]["task"]["registered_as"], task_config)
+            rows = [
+                json.loads(line)
+                for line in (compared_menu / name / "predictions.jsonl").read_text().splitlines()
+            ]
+            for row in rows[:3]:
+                r = api.completions.create(
+                    model=name,
+                    prompt=task.prompt(row["input"]),
+                    max_tokens=task.max_new_tokens,
+                    temperature=0,
+                )
+                assert r.choices[0].text == row["prediction"], (name, row)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from tunebench.models.load import load_causal_lm, load_tokenizer
 from tunebench.train.budget import Budget
-from tunebench.train.data import IGNORE, collate, encode
+from tunebench.train.data import IGNORE, Encoded, batch_stream, collate, encode, epoch_order
 from tunebench.train.loop import TrainingError, train
 from tunebench.train.loss import full_forward_loss, target_loss
 
@@ -112,3 +114,47 @@ def test_a_nan_loss_stops_training_with_the_step(tiny_llama):
             device=torch.device("cpu"),
             bf16=False,
         )
+
+
+def _varied(n: int = 400, seed: int = 0) -> list[Encoded]:
+    """Examples of 5 to 64 tokens, like BANKING77's questions."""
+    rng = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(5, 65, (n,), generator=rng).tolist()
+    return [Encoded(ids=[1] * k, n_prompt=0, label=i % 3) for i, k in enumerate(lengths)]
+
+
+def test_length_grouped_batches_pad_little_in_random_order():
+    examples, bs = _varied(), 16
+    random_order = epoch_order(examples, bs, seed=0, epoch=0, by_length=False)
+    grouped = epoch_order(examples, bs, seed=0, epoch=0, by_length=True)
+    assert sorted(grouped) == list(range(len(examples)))  # every example once
+    assert grouped == epoch_order(
+        examples, bs, seed=0, epoch=0, by_length=True
+    )  # a function of (seed, epoch)
+    assert grouped != epoch_order(examples, bs, seed=0, epoch=1, by_length=True)
+
+    def padded(order: list[int]) -> float:
+        batches = [order[i : i + bs] for i in range(0, len(order) - bs + 1, bs)]
+        width = sum(bs * max(len(examples[i].ids) for i in b) for b in batches)
+        return width / sum(len(examples[i].ids) for b in batches for i in b)
+
+    assert padded(random_order) > 1.5 and padded(grouped) < 1.25  # mega-batches of 6 batches here
+    longest = max(range(len(examples)), key=lambda i: len(examples[i].ids))
+    assert len(examples[longest].ids) == max(len(examples[i].ids) for i in grouped[:bs])  # peak at step 1
+    widths = [
+        max(len(examples[i].ids) for i in grouped[k : k + bs]) for k in range(bs, len(grouped) - bs, bs)
+    ]
+    # batches in random order, not longest to shortest within each mega-batch as Trainer leaves them
+    assert widths != sorted(widths, reverse=True)
+    falls = sum(a > b for a, b in itertools.pairwise(widths))
+    assert 0.25 < falls / (len(widths) - 1) < 0.75
+
+
+def test_a_resumed_length_grouped_stream_draws_what_it_would_have():
+    examples = _varied(100)
+    whole = batch_stream(examples, 8, seed=3, pad_id=0, group_by_length=True)
+    drawn = [next(whole) for _ in range(30)]  # more than two epochs (12 batches each)
+    resumed = batch_stream(examples, 8, seed=3, pad_id=0, start=17, group_by_length=True)
+    for expected in drawn[17:]:
+        got = next(resumed)
+        assert torch.equal(got.input_ids, expected.input_ids) and torch.equal(got.labels, expected.labels)

@@ -76,6 +76,9 @@ def combine(first: TrainStats, second: TrainStats) -> TrainStats:
         tokens=tokens,
         target_tokens=first.target_tokens + second.target_tokens,
         # unknown (0) unless both phases padded in tunebench's loop: TRL's does not say
+        padded_tokens=first.padded_tokens + second.padded_tokens
+        if first.padded_tokens and second.padded_tokens
+        else 0,
         max_width=max(first.max_width, second.max_width) if first.max_width and second.max_width else 0,
         tokens_per_s=tokens / seconds if seconds > 0 else 0.0,
         peak_rss_mb=max(first.peak_rss_mb, second.peak_rss_mb),

@@ -392,6 +392,7 @@ def train_record(
         "examples": stats.examples,
         "tokens": stats.tokens,
         "target_tokens": stats.target_tokens,
+        "padded_tokens": getattr(stats, "padded_tokens", 0) or None,  # 0: not known (TRL's loop)
         "max_width": getattr(stats, "max_width", 0) or None,  # 0: not known (TRL's loop pads on its own)
         "tokens_per_s": stats.tokens / seconds,
         "peak_rss_mb": stats.peak_rss_mb,

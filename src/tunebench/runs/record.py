@@ -30,7 +30,8 @@ Keys (all present; values may be null where a method has nothing to report):
                    init pissa, olora, loftq or eva: the init (PEFT's name), whether it rewrote the base, its
                    seconds (also counted in train.seconds), the artifact's rank (2r for pissa and olora,
                    exported as a plain LoRA on the untouched base) and the adapted matrices' ranks
-  train            seconds, steps, examples, tokens (non-padding), target_tokens, max_width (the widest
+  train            seconds, steps, examples, tokens (non-padding), target_tokens, padded_tokens (tokens
+                   computed with their padding; null where TRL trained), max_width (the widest
                    micro-batch with its padding; null where TRL trained), tokens_per_s,
                    peak_rss_mb, peak_gpu_mb, bf16, final_loss, truncated (examples cut to max_length),
                    dev_eval_seconds (time spent scoring the dev curve, left out of `seconds`),

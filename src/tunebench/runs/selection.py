@@ -62,6 +62,11 @@ from tunebench.train.memory import release_memory
 SELECTION_DIR = "selection"
 #: Beside a candidate's records: the state its last rung stopped at, for the next rung to continue from.
 CONTINUATION = ".continue"
+#: Keep each rung's state so that the next rung, and the final run of the winner, continue from it (True),
+#: or train every rung and the final run from the start (False: what tunebench did before; only
+#: bench/ladder_cost.py turns it off, to measure what continuing saves). Results differ only in float
+#: arithmetic: a continued rung is the whole-budget training stopped later (tests/test_selection.py).
+CONTINUE_RUNGS = True
 
 
 @dataclass
@@ -290,7 +295,7 @@ def _run_candidate(
         earlier = continuation.meta()
         candidate.continued_from = earlier["step"] if earlier else 0
         dev = DevCurve(method, budget, (earlier or {}).get("extra"))
-        continuation.extra, continuation.at_stop = dev.saved, fraction < 1.0
+        continuation.extra, continuation.at_stop = dev.saved, fraction < 1.0 and CONTINUE_RUNGS
         ctx = make_context(cell, grid.task, grid.splits_for(cell), budget, grid.progress)
         ctx.checkpoint = continuation
 

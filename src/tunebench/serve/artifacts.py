@@ -24,10 +24,14 @@ from typing import Any, Literal
 from tunebench.core.errors import TunebenchError
 from tunebench.core.store import ARTIFACT, RESULT, read_result
 from tunebench.methods.peft_methods import loftq_unavailable
+from tunebench.methods.tuning import TRAINED
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 
-Kind = Literal["peft", "weights", "prompt"]
+#: peft: a PEFT adapter folder; weights: a whole model; prompt: a prompting run's instruction and shots;
+#: tensors: the trained tensors of a method that trains some of the base's own weights (partial, bitfit),
+#: put over a copy of the base.
+Kind = Literal["peft", "weights", "prompt", "tensors"]
 #: PEFT's `init_lora_weights` values (prefixes) that rewrite the base weights as the adapter is loaded.
 BASE_REWRITING_INITS = ("pissa", "olora", "loftq", "corda")
 
@@ -81,11 +85,14 @@ def inspect(path: Path) -> Artifact:
         return _peft(path, run, trained_on)
     if (path / "prompt.json").exists():
         return Artifact("prompt", path, _prompt_summary(path), trained_on=trained_on, run=run or {})
+    if (path / TRAINED).exists():
+        return Artifact("tensors", path, _tensors_summary(path), trained_on=trained_on, run=run or {})
     if (path / "config.json").exists():
         _require_safetensors(path, ["model.safetensors", "model.safetensors.index.json"], "model")
         return Artifact("weights", path, "safetensors model", trained_on=trained_on, run=run or {})
     raise ArtifactError(
-        f"{path}: nothing servable (expected adapter_config.json, prompt.json or config.json + safetensors)"
+        f"{path}: nothing servable (expected adapter_config.json, prompt.json, {TRAINED} or config.json + "
+        "safetensors)"
     )
 
 
@@ -114,6 +121,14 @@ def _peft(path: Path, run: dict[str, Any] | None, trained_on: str | None) -> Art
         run=run or {},
         rewrites_base=init if rewrites else None,
     )
+
+
+def _tensors_summary(path: Path) -> str:
+    try:
+        method = json.loads((path / "method.json").read_text()).get("method", "?")
+    except (OSError, ValueError):
+        method = "?"
+    return f"{method} trained tensors over the base"
 
 
 def _require_safetensors(path: Path, names: list[str], what: str) -> None:

@@ -71,7 +71,7 @@ class Catalog:
                     skipped.append((str(artifact.path.parent), f"the name {name!r} is already served"))
                     continue
                 self.known[name] = artifact.path
-        for name, folder in list(self.known.items()):
+        for name, folder in _lora_first(list(self.known.items())):
             try:
                 self.add(name, folder)
             except (ArtifactError, CatalogError) as e:
@@ -155,3 +155,18 @@ class Catalog:
             else []
         )
         return sorted({*self.known, *under} - set(self.routes))
+
+
+def _lora_first(items: list[tuple[str, Path]]) -> list[tuple[str, Path]]:
+    """Plain LoRA adapters load first. The shared lane's PEFT model holds adapters of one type, that of the
+    first it loads: an alphabetically earlier LoHa run would otherwise put every LoRA run in a lane of its
+    own, and LoRA is the type most runs have and the one the stacked fast path serves."""
+
+    def rank(item: tuple[str, Path]) -> int:
+        try:
+            artifact = inspect(item[1])
+        except ArtifactError:
+            return 1  # refused again, with its reason, when it is added
+        return 0 if artifact.kind == "peft" and artifact.summary == "LORA adapter" else 1
+
+    return sorted(items, key=rank)  # stable: the given order otherwise

@@ -234,6 +234,10 @@ def own_lane(name: str, artifact: Artifact, base_path: str, loader: Loader, merg
         model = loader.model(artifact.path)
         has_tokenizer = any((artifact.path / f).exists() for f in ("tokenizer.json", "tokenizer_config.json"))
         return Lane(name, model, loader.tokenizer(artifact.path if has_tokenizer else base_path))
+    if artifact.kind == "tensors":  # partial, bitfit: their trained weights over a copy of the base
+        model = loader.model(base_path)
+        put_trained(model, artifact.path)
+        return Lane(name, model, loader.tokenizer(base_path))
     if artifact.kind != "peft":
         raise ArtifactError(
             f"{artifact.path}: a {artifact.summary} is served on the shared lane, not its own"
@@ -250,3 +254,23 @@ def own_lane(name: str, artifact: Artifact, base_path: str, loader: Loader, merg
                 f"{artifact.path}: a {artifact.summary} cannot be merged into the base ({e})"
             ) from None
     return Lane(name, model.eval(), loader.tokenizer(base_path))
+
+
+def put_trained(model: torch.nn.Module, folder: Path) -> None:
+    """Overwrite the base's weights with a run's trained tensors (methods/tuning.py `export`). Tensors the
+    plain model has no place for (a bottleneck adapter's modules, a classification head) are refused."""
+    from safetensors.torch import load_file
+
+    from tunebench.methods.tuning import TRAINED
+
+    tensors = load_file(str(folder / TRAINED))
+    own = dict(model.named_parameters())
+    foreign = sorted(k for k in tensors if k not in own)
+    if foreign:
+        raise ArtifactError(
+            f"{folder / TRAINED}: {len(foreign)} trained tensor(s) have no place in the base model (e.g. "
+            f"{foreign[0]}): modules the method added to it, which a served base does not have"
+        )
+    with torch.no_grad():
+        for key, value in tensors.items():
+            own[key].copy_(value.to(own[key].dtype))

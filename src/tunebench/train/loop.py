@@ -71,6 +71,9 @@ class TrainStats:
     tokens: int = 0
     """Non-padding tokens processed (prompt and target)."""
     target_tokens: int = 0
+    padded_tokens: int = 0
+    """Tokens the model ran over, padding included (batch × width, summed over micro-batches): with
+    `tokens`, how much of the compute went to padding. 0: not known (TRL's loop pads on its own)."""
     max_width: int = 0
     """The widest micro-batch, in tokens with its padding: the peak's activations scale with it."""
     tokens_per_s: float = 0.0
@@ -161,7 +164,14 @@ def train(
         _resume_stats(stats, saved)
         hook.load_state(saved.get("hook") or {})
     # The stream is a pure function of (seed, position): a resumed run draws the batches it would have.
-    stream = batch_stream(examples, budget.batch_size, seed, pad_id, start=stats.steps * budget.grad_accum)
+    stream = batch_stream(
+        examples,
+        budget.batch_size,
+        seed,
+        pad_id,
+        start=stats.steps * budget.grad_accum,
+        group_by_length=budget.group_by_length,
+    )
     # Under torchrun / accelerate launch: this process's slice of each batch, gradients averaged by DDP.
     loss_fn = distributed.data_parallel(model, loss_fn)
     model.train()
@@ -226,6 +236,7 @@ def accumulate_step(
         stats.examples += batch.input_ids.shape[0]
         stats.tokens += batch.n_tokens
         stats.target_tokens += _target_tokens(batch)
+        stats.padded_tokens += batch.input_ids.numel()
         stats.max_width = max(stats.max_width, batch.input_ids.shape[1])
     return step_loss
 
@@ -240,7 +251,8 @@ def _resume_stats(stats: TrainStats, saved: dict) -> None:
 
 #: TrainStats fields carried over from a checkpoint.
 _RESUMED = (
-    "seconds", "steps", "examples", "tokens", "target_tokens", "max_width", "losses", "peak_rss_mb", "peak_gpu_mb"
+    "seconds", "steps", "examples", "tokens", "target_tokens", "padded_tokens", "max_width", "losses",
+    "peak_rss_mb", "peak_gpu_mb",
 )  # fmt: skip
 
 
