@@ -36,7 +36,7 @@ os.environ.setdefault("TUNEBENCH_NO_PROGRESS", "1")
 sys.path.insert(0, str(Path(__file__).parent))  # hardware_limit, when run from anywhere
 
 import torch
-from hardware_limit import gemm_peak
+from hardware_limit import cpu_name, gemm_peak
 
 LEVERS = {
     "random": {"group_by_length": False, "precision": "fp32"},
@@ -51,14 +51,6 @@ KINDS = {
     "optimizer": ("aten::_fused_adamw_", "aten::linalg_vector_norm", "aten::_foreach"),
     "copies and fills": ("aten::copy_", "aten::fill_", "aten::zero_", "aten::to", "aten::clone"),
 }
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "?"
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
 
 
 def prepared(args, lever: dict):

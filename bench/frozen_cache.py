@@ -18,9 +18,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TUNEBENCH_NO_PROGRESS", "1")
+sys.path.insert(0, str(Path(__file__).parent))  # hardware_limit, when run from anywhere
+
+from hardware_limit import cpu_name
 
 
 def main() -> None:
@@ -66,9 +70,7 @@ def main() -> None:
         run_experiment(spec)
         runs[cached] = [r for r in load_runs(f"{args.out}/{name}") if r.ok]
 
-    lines = Path("/proc/cpuinfo").read_text().splitlines()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
-    print(f"CPU: {cpu}; partial, last {args.blocks} blocks, lr {args.lr:g}, {args.epochs:g} epochs")
+    print(f"CPU: {cpu_name()}; partial, last {args.blocks} blocks, lr {args.lr:g}, {args.epochs:g} epochs")
     print("seed | uncached: train s, accuracy | cached: train s (states s), accuracy | time ratio")
     for seed in seeds:
         plain = next(r for r in runs[False] if r.result["seed"] == seed)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -31,6 +32,15 @@ import torch
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize()
+
+
+def cpu_name() -> str:
+    """The CPU's model name, to quote figures with the machine they were measured on."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "?"
+    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
 
 
 def gemm_rate(n: int, dtype: torch.dtype, device: torch.device, repeats: int) -> float:

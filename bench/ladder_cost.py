@@ -28,10 +28,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
 os.environ.setdefault("TUNEBENCH_NO_PROGRESS", "1")
+sys.path.insert(0, str(Path(__file__).parent))  # hardware_limit, when run from anywhere
+
+from hardware_limit import cpu_name
 
 SIDES = {
     "off": {"continue_rungs": False, "budget": {"cache_frozen": False, "group_by_length": False}},
@@ -100,14 +104,6 @@ def run_side(spec_data: dict, source: str, out: Path, side: str, method: dict, f
     walls_file.parent.mkdir(parents=True, exist_ok=True)
     walls_file.write_text(json.dumps(walls, indent=2))
     return walls[method["name"]]
-
-
-def cpu_name() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-    except OSError:
-        return "?"
-    return next((ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("model name")), "?")
 
 
 def paired(out: Path, name: str) -> str:

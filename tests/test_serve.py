@@ -538,6 +538,21 @@ def test_cli_serves_on_loopback_and_bad_flags_name_the_flag(tiny_llama, tmp_path
 # -- the artifacts a real comparison leaves behind ----------------------------------------------------------
 
 
+def _task_and_predictions(run: Path) -> tuple[object, list[dict]]:
+    """A finished run's task, rebuilt from its recorded config, and its recorded predictions."""
+    from tunebench.tasks import build_task
+
+    record = json.loads((run / "result.json").read_text())
+    task_config = {
+        k: v
+        for k, v in record["config"]["task"].items()
+        if k not in ("name", "registered_as", "data_fingerprint", "sizes")
+    }
+    task = build_task(record["config"]["task"]["registered_as"], task_config)
+    rows = [json.loads(line) for line in (run / "predictions.jsonl").read_text().splitlines()]
+    return task, rows
+
+
 @pytest.fixture(scope="module")
 def compared(tmp_path_factory):
     """A finished comparison on tiny-llama: every built-in method, a few steps."""
@@ -567,8 +582,6 @@ def compared(tmp_path_factory):
 
 
 def test_a_finished_comparison_is_served_and_reproduces_its_predictions(compared):
-    from tunebench.tasks import build_task
-
     built = build(ServeOptions(model="tiny-llama", runs=[compared], device="cpu"))
     with Background(built) as srv:
         api = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0, timeout=60)
@@ -582,16 +595,7 @@ def test_a_finished_comparison_is_served_and_reproduces_its_predictions(compared
             "tiny-llama--full--s0": "own",
         }
         for name, method in runs.items():
-            record = json.loads((compared / name / "result.json").read_text())
-            task_config = {
-                k: v
-                for k, v in record["config"]["task"].items()
-                if k not in ("name", "registered_as", "data_fingerprint", "sizes")
-            }
-            task = build_task(record["config"]["task"]["registered_as"], task_config)
-            rows = [
-                json.loads(line) for line in (compared / name / "predictions.jsonl").read_text().splitlines()
-            ]
+            task, rows = _task_and_predictions(compared / name)
             for row in rows[:3]:
                 if method in ("lora", "full"):  # trained on the plain prompt
                     r = api.completions.create(
@@ -649,8 +653,6 @@ def test_the_new_methods_runs_are_served_and_reproduce_their_predictions(compare
     adapter, skipped with the reason. LoRA loads first and takes the shared lane (here after adalora and
     galore alphabetically); adapter types PEFT cannot hold beside it, whole models and trained tensors over
     the base (partial) get lanes of their own."""
-    from tunebench.tasks import build_task
-
     built = build(ServeOptions(model="tiny-llama", runs=[compared_menu], device="cpu", precision="fp32"))
     with Background(built) as srv:
         api = openai.OpenAI(base_url=f"{srv.url}/v1", api_key="x", max_retries=0, timeout=60)
@@ -665,17 +667,7 @@ def test_the_new_methods_runs_are_served_and_reproduce_their_predictions(compare
             name: "shared" if name == "tiny-llama--lora--s0" else "own" for name in batching
         }, batching
         for name in set(names) & set(listed):
-            record = json.loads((compared_menu / name / "result.json").read_text())
-            task_config = {
-                k: v
-                for k, v in record["config"]["task"].items()
-                if k not in ("name", "registered_as", "data_fingerprint", "sizes")
-            }
-            task = build_task(record["config"]["task"]["registered_as"], task_config)
-            rows = [
-                json.loads(line)
-                for line in (compared_menu / name / "predictions.jsonl").read_text().splitlines()
-            ]
+            task, rows = _task_and_predictions(compared_menu / name)
             for row in rows[:3]:
                 r = api.completions.create(
                     model=name,
