@@ -187,14 +187,16 @@ def test_a_size_larger_than_the_split_stops_the_command_before_anything_runs(tmp
 N = 200  # test items: enough for a paired test to tell 20 points apart, and not 2
 
 
-def sized_run(method: str, correct: list[bool], size: int | str, examples: int, seed: int = 0) -> RunData:
+def sized_run(
+    method: str, correct: list[bool], size: int | str, examples: int, seed: int = 0, model: str = "m"
+) -> RunData:
     """A finished run at one training-set size, as the report reads it."""
     tag = f"n{size}" if size != "all" else "n-all"
     data_size = {"tag": tag, "requested": size, "per_class": False, "examples": examples, "of": 1000,
                  "seed": 0, "fingerprint": tag, "label_counts": None}  # fmt: skip
     trains = method != "zero-shot"
     result = {
-        "schema": 1, "status": "ok", "error": None, "experiment": "exp", "model": "m", "task": "t",
+        "schema": 1, "status": "ok", "error": None, "experiment": "exp", "model": model, "task": "t",
         "method": method, "seed": seed, "data_size": data_size,
         "config": {"task": {"data_fingerprint": "f0", "sizes": {"train": examples}}, "budget": {"lr": 1e-3}},
         "primary_metric": "accuracy", "metrics": {"accuracy": sum(correct) / len(correct)}, "ci95": [0.0, 1.0],
@@ -206,7 +208,7 @@ def sized_run(method: str, correct: list[bool], size: int | str, examples: int, 
     }  # fmt: skip
     rows = [{"input": f"q{i}", "target": "y", "prediction": "y" if c else "n", "answer": "y" if c else "n",
              "correct": c} for i, c in enumerate(correct)]  # fmt: skip
-    return RunData(result, f"/runs/exp/m--{method}--{tag}--s{seed}/result.json", rows)
+    return RunData(result, f"/runs/exp/{model}--{method}--{tag}--s{seed}/result.json", rows)
 
 
 def scores(rate: float, seed: int) -> list[bool]:
@@ -272,6 +274,36 @@ def test_no_crossover_is_said_as_such_and_one_size_is_no_study():
     study = size_study(runs)
     assert study.summary == "full is ahead of zero-shot at every size tried (no crossover)."
     assert size_study([r for r in runs if r.result["data_size"]["requested"] == 100]) is None
+
+
+def test_with_two_models_each_model_is_asked_against_its_own_best():
+    """An encoder whose probe is best everywhere, and a decoder whose fine-tuning beats its own probe: the
+    decoder's probe is compared with the decoder's fine-tuning (a crossover of that model), not with the
+    encoder's probe, and the decoder's best with the best of all."""
+    encoder = scores(0.92, 1)
+    runs = []
+    for size, n in ((10, 100), (30, 300), ("all", 1000)):
+        decoder_ft = scores({10: 0.55, 30: 0.75, "all": 0.85}[size], 3)
+        decoder_probe = [
+            c and k for c, k in zip(decoder_ft, scores(0.9, 4), strict=True)
+        ]  # ft's errors, and more
+        runs += [sized_run("probe", encoder, size, n, model="enc"),
+                 sized_run("full", decoder_ft, size, n, model="dec"),
+                 sized_run("probe", decoder_probe, size, n, model="dec")]  # fmt: skip
+    study = size_study(runs)
+    assert study.reference == "enc · probe" and study.references == ["enc · probe", "dec · full"]
+    crossing = {c.label: c for c in study.crossovers}
+    assert crossing["dec · probe"].reference == "dec · full"
+    assert crossing["dec · full"].reference == "enc · probe"
+    assert {v.state for v in crossing["dec · full"].verdicts} == {BEHIND}
+    assert "dec · full is ahead of dec · probe at every size tried (no crossover)." in study.summary
+    assert "enc · probe is ahead of dec · full at every size tried" in study.summary
+    md = to_markdown(build_report(runs))
+    assert "| dec · full (reference) |" in md and "each model's best at the largest size" in md
+    # a method that did not finish at the largest size keeps its verdicts at the sizes where it did
+    without = [r for r in runs if r.path != "/runs/exp/dec--probe--n-all--s0/result.json"]
+    (probe,) = [c for c in size_study(without).crossovers if c.label == "dec · probe"]
+    assert probe.reference == "dec · full" and [v.x for v in probe.verdicts] == [100, 300]
 
 
 def test_every_format_carries_the_sizes_and_the_chart_has_intervals():

@@ -16,6 +16,7 @@ from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData
 from tunebench.report.html import data_size_rows
 from tunebench.report.html import render as render_html
 from tunebench.report.table import Entry
+from tunebench.report.training_sizes import reference_legend
 from tunebench.report.training_sizes import to_json as sizes_json
 
 FORMATS = ("html", "md", "csv", "json")
@@ -179,14 +180,14 @@ def _md_sizes(data: ReportData) -> list[str]:
     head = ["method", *[level.label for level in study.levels]]
     lines = ["", f"## Quality by {study.unit}", "", _md_row(head), _md_row(["---"] * len(head))]
     for r in data_size_rows(data):
-        cells = [r["label"] + (" (reference)" if r["label"] == study.reference else "")]
+        cells = [r["label"] + (" (reference)" if r["label"] in study.references else "")]
         for level in study.levels:
             c = r["cells"].get(level.label)
             interval = f" ({c['ci']})" if c and c["ci"] else ""
             cells.append(f"{c['mean']}{interval}{' ' + c['mark'] if c['mark'] else ''}" if c else "—")
         lines.append(_md_row(cells))
     notes = [
-        "Reference: the best at the largest size; ≈ not distinguishable from it by a paired test "
+        f"Reference: {reference_legend(study)}; ≈ not distinguishable from it by a paired test "
         "(Holm-corrected per size), ▲ ahead of it, otherwise Δ in points.",
         study.summary,
         study.budget_note,

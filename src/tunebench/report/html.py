@@ -142,8 +142,9 @@ def leaderboard_rows(data: ReportData) -> list[dict[str, Any]]:
 
 
 def data_size_rows(data: ReportData) -> list[dict[str, Any]]:
-    """Each method's score at every training-set size, with its verdict against the reference (the best at
-    the largest size): ≈ tied, ▲ ahead, or its Δ when behind."""
+    """Each method's score at every training-set size, with its verdict against its reference (the best at
+    the largest size; with several models, its model's best, and that one against the best of all): ≈ tied,
+    ▲ ahead, or its Δ when behind."""
     study = data.sizes
     if study is None:
         return []
@@ -157,7 +158,7 @@ def data_size_rows(data: ReportData) -> list[dict[str, Any]]:
             v = study.verdict(e.label, level.long)
             mark = "" if v is None else {"tied": "≈", "ahead": "▲"}.get(v.state, fmt.points(v.diff))
             title = (
-                f"vs {study.reference}: Δ {fmt.diff(v.diff, v.ci95)} points, p (Holm) {fmt.pvalue(v.p_adjusted)}"
+                f"vs {v.reference}: Δ {fmt.diff(v.diff, v.ci95)} points, p (Holm) {fmt.pvalue(v.p_adjusted)}"
                 if v
                 else ""
             )
@@ -167,7 +168,8 @@ def data_size_rows(data: ReportData) -> list[dict[str, Any]]:
                 "mark": mark,
                 "title": title,
             }
-    return sorted(rows.values(), key=lambda r: r["label"] != study.reference)
+    order = {label: i for i, label in enumerate(study.references)}  # references first, the best leading
+    return sorted(rows.values(), key=lambda r: order.get(r["label"], len(order)))
 
 
 def selection_rows(data: ReportData) -> list[dict[str, Any]]:

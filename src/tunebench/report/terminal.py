@@ -14,6 +14,7 @@ from tunebench.report import fmt
 from tunebench.report.data import BUDGET_LEGEND, TIED_LEGEND, ReportData
 from tunebench.report.html import data_size_rows
 from tunebench.report.table import Entry
+from tunebench.report.training_sizes import reference_legend
 
 #: Columns left out, in this order, until the table fits the screen ("interval": Δ's interval, Δ stays).
 #: Every one of them is in the HTML and Markdown reports; what decides a choice (score, Δ, p, the costs
@@ -124,10 +125,10 @@ def size_table(data: ReportData) -> list:
         table.add_column(level.label, justify="right", no_wrap=True)
     for r in data_size_rows(data):
         cells = [r["cells"].get(level.label) for level in study.levels]
-        label = r["label"] + (" (ref.)" if r["label"] == study.reference else "")
+        label = r["label"] + (" (ref.)" if r["label"] in study.references else "")
         table.add_row(label, *[f"{c['mean']} {c['mark']}".strip() if c else "—" for c in cells])
     note = (
-        "ref.: the best at the largest size; ≈ tied with it by a paired test, ▲ ahead of it, else Δ in points"
+        f"ref.: {reference_legend(study)}; ≈ tied with it by a paired test, ▲ ahead of it, else Δ in points"
     )
     out: list = [table, Text(note, style="dim")]
     if study.budget_note:

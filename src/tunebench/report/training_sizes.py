@@ -9,7 +9,10 @@ Crossovers come from paired tests, not from where two curves' means cross. The r
 that is best at the largest size. At every size, each other method is compared with it on the same test
 items (McNemar's exact test with one seed each, a paired bootstrap with several: report/stats.py),
 Holm-corrected over that size's comparisons, and called *behind* (the reference is better), *tied* (the
-test cannot tell them apart) or *ahead*. A crossover is where that verdict changes between two adjacent
+test cannot tell them apart) or *ahead*. With several models the question is asked of each model: every
+model has its own reference (its best method at the largest size), its other methods are compared with
+that, and each model's reference with the best of all (a decoder's probe against its own fine-tuning,
+not against another model's, says how much data that model needs). A crossover is where that verdict changes between two adjacent
 sizes: "up to 30 examples per class the probe is as good as full fine-tuning; from 100 on full
 fine-tuning is ahead" places it between 30 and 100, the resolution of the sizes tried. Tied means "not
 distinguishable on this test set", so every verdict is given with its difference and interval.
@@ -52,8 +55,10 @@ class SizeLevel:
 
 @dataclass
 class Verdict:
-    """A method against the reference at one size: its difference (method − reference) and the test."""
+    """A method against its reference at one size: its difference (method − reference) and the test."""
 
+    reference: str
+    """The label of the entry it is compared with."""
     size: str
     """The size in a sentence (SizeLevel.long)."""
     x: float
@@ -66,10 +71,11 @@ class Verdict:
 
 @dataclass
 class Crossover:
-    """One method's verdicts against the reference, smallest size first, and what they say."""
+    """One method's verdicts against its reference, smallest size first, and what they say."""
 
     label: str
     method: str
+    reference: str
     verdicts: list[Verdict]
     sentence: str
 
@@ -85,11 +91,15 @@ class SizeStudy:
     levels: list[SizeLevel]
     """Smallest first; the last is the size of the main leaderboard."""
     reference: str | None
-    """Label of the entry best at the largest size (the one every crossover is measured against)."""
+    """Label of the entry best at the largest size (with one model, the one every crossover is measured
+    against)."""
     crossovers: list[Crossover]
     summary: str
     """The crossovers in sentences, for the recommendation."""
     budget_note: str
+    references: list[str] = field(default_factory=list)
+    """Every model's best entry at the largest size, the overall best first: what its other entries are
+    compared with (one entry with one model)."""
 
     @property
     def unit(self) -> str:
@@ -115,6 +125,13 @@ class SizeStudy:
     def verdict(self, label: str, size: str) -> Verdict | None:
         found = next((c for c in self.crossovers if c.label == label), None)
         return next((v for v in found.verdicts if v.size == size), None) if found else None
+
+
+def reference_legend(study: SizeStudy) -> str:
+    """What a row's reference is, for a table's note."""
+    if len(study.references) > 1:
+        return "each model's best at the largest size (that one: the best of all)"
+    return "the best at the largest size"
 
 
 def _size_of(run: RunData) -> dict[str, Any] | None:
@@ -156,10 +173,35 @@ def size_study(runs: list[RunData]) -> SizeStudy | None:
     per_class = kinds == {True}
     levels = [_level(size, rs, per_class) for size, rs in groups]
     best = best_entry(levels[-1].entries)
-    crossovers = _crossovers(levels, best) if best is not None else []
-    study = SizeStudy(per_class, levels, best.label if best else None, crossovers, "", _budget_note(levels))
+    pairs = _reference_pairs(levels, best) if best is not None else {}
+    crossovers = _crossovers(levels, pairs)
+    references = list(dict.fromkeys([best.label, *pairs.values()])) if best is not None else []
+    study = SizeStudy(
+        per_class, levels, best.label if best else None, crossovers, "", _budget_note(levels), references
+    )
     study.summary = summary(study)
     return study
+
+
+def _reference_pairs(levels: list[SizeLevel], best: Entry) -> dict[str, str]:
+    """Entry label → the label of the entry it is compared with: its model's best at the largest size, and
+    for that best, the best of all. An entry that did not finish at the largest size is still compared
+    at the sizes where it did. The pairs against the best of all come first."""
+    by_model: dict[str, list[Entry]] = {}
+    for e in levels[-1].entries:
+        if e.ok:
+            by_model.setdefault(e.model, []).append(e)
+    refs = {
+        model: best if model == best.model else best_entry(entries) for model, entries in by_model.items()
+    }
+    pairs: dict[str, str] = {}
+    for level in reversed(levels):  # the largest size first: its order is the leaderboard's
+        for e in level.entries:
+            if not e.ok or e.label == best.label or e.label in pairs:
+                continue
+            ref = refs.get(e.model)
+            pairs[e.label] = best.label if ref is None or ref.label == e.label else ref.label
+    return dict(sorted(pairs.items(), key=lambda kv: kv[1] != best.label))
 
 
 def _level(size: dict[str, Any] | None, runs: list[RunData], per_class: bool) -> SizeLevel:
@@ -187,26 +229,25 @@ def _level(size: dict[str, Any] | None, runs: list[RunData], per_class: bool) ->
     return SizeLevel((size or {}).get("tag"), label, long, examples, x, entries, steps, passes)
 
 
-def _crossovers(levels: list[SizeLevel], best: Entry) -> list[Crossover]:
-    """Every other entry against the reference at every size, Holm-corrected per size."""
+def _crossovers(levels: list[SizeLevel], pairs: dict[str, str]) -> list[Crossover]:
+    """Every entry against its reference (`_reference_pairs`) at every size, Holm-corrected over each
+    size's comparisons."""
     found: dict[str, list[Verdict]] = {}
     methods: dict[str, str] = {}
     for level in levels:
-        ref = next((e for e in level.entries if e.ok and e.label == best.label), None)
-        if ref is None:
-            continue
-        others = [e for e in level.entries if e.ok and e is not ref]
-        comparisons = [stats.compare_entries(e, ref) for e in others]
+        by_label = {e.label: e for e in level.entries if e.ok}
+        compared = [(by_label[a], by_label[b]) for a, b in pairs.items() if a in by_label and b in by_label]
+        comparisons = [stats.compare_entries(e, ref) for e, ref in compared]
         stats.holm_adjust(comparisons)
-        for e, c in zip(others, comparisons, strict=True):
+        for (e, ref), c in zip(compared, comparisons, strict=True):
             if c.p_value is None:
                 continue
             state = TIED if not c.distinguishable else AHEAD if c.diff > 0 else BEHIND
-            verdict = Verdict(level.long, level.x, state, c.diff, c.ci95, c.p_adjusted)
+            verdict = Verdict(ref.label, level.long, level.x, state, c.diff, c.ci95, c.p_adjusted)
             found.setdefault(e.label, []).append(verdict)
             methods[e.label] = e.method
     return [
-        Crossover(label, methods[label], verdicts, _sentence(label, best.label, verdicts))
+        Crossover(label, methods[label], pairs[label], verdicts, _sentence(label, pairs[label], verdicts))
         for label, verdicts in found.items()
     ]
 
@@ -274,16 +315,17 @@ def summary(study: SizeStudy) -> str:
         if first[0].state in (TIED, AHEAD) and len(segments) == 2 and second[0].state == BEHIND:
             good = "as good as" if first[0].state == TIED else "better than"
             lines.append(
-                f"Below about {second[0].size}, {c.label} is {good} {study.reference} "
-                f"({_at(first[-1])}); from {second[0].size} on, {study.reference} is ahead ({_at(second[0])})."
+                f"Below about {second[0].size}, {c.label} is {good} {c.reference} "
+                f"({_at(first[-1])}); from {second[0].size} on, {c.reference} is ahead ({_at(second[0])})."
             )
         else:
             lines.append(c.sentence + ".")
     steady = [c for c in study.crossovers if not c.crosses]
-    for state, verb in ((BEHIND, "is ahead of"), (TIED, "is not distinguishable from")):
-        names = [c.label for c in steady if c.verdicts[0].state == state]
-        if names:
-            lines.append(f"{study.reference} {verb} {', '.join(names)} at every size tried (no crossover).")
+    for reference in study.references:
+        for state, verb in ((BEHIND, "is ahead of"), (TIED, "is not distinguishable from")):
+            names = [c.label for c in steady if c.reference == reference and c.verdicts[0].state == state]
+            if names:
+                lines.append(f"{reference} {verb} {', '.join(names)} at every size tried (no crossover).")
     return " ".join(lines)
 
 
@@ -313,6 +355,7 @@ def to_json(study: SizeStudy) -> dict[str, Any]:
     return {
         "per_class": study.per_class,
         "reference": study.reference,
+        "references": study.references,
         "summary": study.summary,
         "budget_note": study.budget_note,
         "levels": [
@@ -328,7 +371,7 @@ def to_json(study: SizeStudy) -> dict[str, Any]:
             for lv in study.levels
         ],
         "crossovers": [
-            {"label": c.label, "method": c.method, "sentence": c.sentence,
+            {"label": c.label, "method": c.method, "reference": c.reference, "sentence": c.sentence,
              "verdicts": [vars(v) for v in c.verdicts]}
             for c in study.crossovers
         ],
