@@ -1,0 +1,189 @@
+"""Which state should early stopping restore? Replays candidate rules on runs scored on test at every dev point.
+
+    python experiments/restore_rule.py run experiments/restore_rule_banking77.yaml [--out runs]
+    python experiments/restore_rule.py analyse runs/restore-rule-banking77 [--patience 4]
+
+`run` is `tunebench compare` with one addition, made here and nowhere in tunebench: whenever a run scores
+its dev split during training, it also scores its test split, and writes both, item by item, to
+`test_curve.jsonl` in the run's folder. A study only: a real comparison never looks at test before the end.
+The spec should let every run train its whole budget (a patience longer than the curve), so that every
+rule can be replayed on the same curve.
+
+`analyse` replays the rules on each run's curve, with the stopping of a patience of `--patience`
+evaluations (tunebench's `early_stopping`), and prints, per method, the test accuracy of the state each
+rule picks, and each rule's difference from tunebench's rule, paired by run. The rules, fixed before any
+run of this study was looked at:
+
+- earliest: the first state with the highest dev score (tunebench today; transformers' Trainer too);
+- latest: the last state with the highest dev score (a tie goes to the later, longer-trained state);
+- final: no restore: the state where training stopped;
+- within-noise: the last state whose dev score is within the dev split's paired noise of the best
+  (the best's lead over it is at most 1.96 standard errors of the paired difference on the dev items):
+  restore an earlier state only for a lead the dev split can tell from chance.
+- oracle: the state with the highest *test* score (not a rule; the ceiling on what a rule could reach).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import random
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+RULES = ("earliest", "latest", "final", "within-noise", "oracle")
+CURVE_FILE = "test_curve.jsonl"
+
+
+def run(spec_path: str, out: str) -> None:
+    """Run the spec with the test split scored at every dev point (see the module's docstring)."""
+    from tunebench.config import load_yaml, parse_spec
+    from tunebench.runs import devcurve, measure
+    from tunebench.runs.runner import run_experiment
+
+    original = devcurve.DevCurve.after_step
+
+    def after_step(self: Any, step: int, steps: int, ctx: Any) -> bool:
+        stop = original(self, step, steps, ctx)
+        if self.curve and self.curve[-1][0] == step and ctx.folder is not None:
+            test = ctx.splits.test
+            quiet = dataclasses.replace(ctx, on_eval_batch=None)
+            with measure.training_modes_kept(self.method):
+                predictions = self.method.predict(quiet, [e.input for e in test])
+            scores = ctx.task.score(predictions, [e.target for e in test])
+            point = {
+                "step": step,
+                "dev": self.curve[-1][1],
+                "dev_correct": [bool(c) for c in self.items[step]],
+                "test": scores.metrics[scores.primary],
+                "test_correct": [bool(c) for c in scores.correct],
+            }
+            with open(Path(ctx.folder) / CURVE_FILE, "a", encoding="utf-8") as f:
+                f.write(json.dumps(point) + "\n")
+        return stop
+
+    devcurve.DevCurve.after_step = after_step  # type: ignore[method-assign]
+    data = load_yaml(spec_path)
+    data["out"] = out
+    run_experiment(parse_spec(data, source=spec_path))
+
+
+def paired_se(a: list[bool], b: list[bool]) -> float:
+    """Standard error of mean(a) - mean(b) for paired 0/1 outcomes on the same items."""
+    n = len(a)
+    d = [int(x) - int(y) for x, y in zip(a, b, strict=True)]
+    mean = sum(d) / n
+    return math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1) / n) if n > 1 else 0.0
+
+
+def stopped_curve(points: list[dict], patience: int) -> list[dict]:
+    """The points an early-stopped run would have evaluated: it stops once `patience` evaluations in a row
+    did not beat the best dev score (tunebench's DevCurve, min_delta 0)."""
+    best, since = None, 0
+    for i, p in enumerate(points):
+        if best is None or p["dev"] > best:
+            best, since = p["dev"], 0
+        else:
+            since += 1
+        if since >= patience and i < len(points) - 1:
+            return points[: i + 1]
+    return points
+
+
+def choose(points: list[dict], rule: str) -> dict:
+    top = max(p["dev"] for p in points)
+    if rule == "earliest":
+        return next(p for p in points if p["dev"] == top)
+    if rule == "latest":
+        return [p for p in points if p["dev"] == top][-1]
+    if rule == "final":
+        return points[-1]
+    if rule == "within-noise":
+        best = next(p for p in points if p["dev"] == top)
+        close = [
+            p
+            for p in points
+            if top - p["dev"] <= 1.96 * paired_se(best["dev_correct"], p["dev_correct"]) + 1e-12
+        ]
+        return close[-1]
+    if rule == "oracle":
+        return max(points, key=lambda p: p["test"])
+    raise ValueError(rule)
+
+
+def bootstrap_mean_ci(values: list[float], draws: int = 10000, seed: int = 0) -> tuple[float, float]:
+    rng = random.Random(seed)
+    n = len(values)
+    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(draws))
+    return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
+
+
+def analyse(folder: str, patience: int) -> None:
+    runs = sorted(Path(folder).glob(f"*/{CURVE_FILE}"))
+    if not runs:
+        raise SystemExit(f"{folder}: no run has a {CURVE_FILE} (was it run with `restore_rule.py run`?)")
+    by_method: dict[str, list[tuple[str, dict[str, dict]]]] = defaultdict(list)
+    print(
+        "| run | dev / test accuracy at each dev point (step: dev / test) | earliest | latest | final | within-noise |"
+    )
+    print("|---|---|---|---|---|---|")
+    for path in runs:
+        points = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        name = path.parent.name
+        method = json.loads((path.parent / "result.json").read_text(encoding="utf-8"))["method"]
+        seen = stopped_curve(points, patience)
+        picks = {rule: choose(seen, rule) for rule in RULES}
+        by_method[method].append((name, picks))
+        curve = ", ".join(f"{p['step']}: {p['dev'] * 100:.1f} / {p['test'] * 100:.1f}" for p in seen)
+        chosen = " | ".join(str(picks[r]["step"]) for r in RULES[:4])
+        print(f"| {name} | {curve} | {chosen} |")
+    print()
+    print(
+        f"Test accuracy of the state each rule restores (patience {patience}); Δ vs earliest, paired by run"
+    )
+    print(
+        "(mean over runs, 95% bootstrap interval over runs; changed: runs where the rule picks another state)."
+    )
+    print()
+    print("| method | runs | " + " | ".join(RULES) + " |")
+    print("|---|---|" + "---|" * len(RULES))
+    everything = [(m, pick) for m, items in by_method.items() for _, pick in items]
+    for method, items in [*sorted(by_method.items()), ("all", None)]:
+        picks = [p for _, p in items] if items is not None else [p for _, p in everything]
+        cells = []
+        for rule in RULES:
+            acc = statistics.mean(p[rule]["test"] for p in picks)
+            if rule == "earliest":
+                cells.append(f"{acc * 100:.2f}")
+                continue
+            diffs = [(p[rule]["test"] - p["earliest"]["test"]) * 100 for p in picks]
+            changed = sum(p[rule]["step"] != p["earliest"]["step"] for p in picks)
+            lo, hi = bootstrap_mean_ci(diffs)
+            cells.append(
+                f"{acc * 100:.2f} (Δ {statistics.mean(diffs):+.2f}, {lo:+.2f} to {hi:+.2f}; changed {changed})"
+            )
+        print(f"| {method} | {len(picks)} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a spec, scoring test at every dev point")
+    r.add_argument("spec")
+    r.add_argument("--out", default="runs")
+    a = sub.add_parser("analyse", help="replay the rules on the runs' curves")
+    a.add_argument("folder")
+    a.add_argument("--patience", type=int, default=4)
+    args = parser.parse_args()
+    if args.command == "run":
+        run(args.spec, args.out)
+    else:
+        analyse(args.folder, args.patience)
+
+
+if __name__ == "__main__":
+    main()
