@@ -1,6 +1,6 @@
 """Which state should early stopping restore? Replays candidate rules on runs scored on test at every dev point.
 
-    python experiments/restore_rule.py run experiments/restore_rule_banking77.yaml [--out runs]
+    python experiments/restore_rule.py run experiments/restore_rule_banking77.yaml [--out runs] [--seeds 0,1,2]
     python experiments/restore_rule.py analyse runs/restore-rule-banking77 [--patience 4]
 
 `run` is `tunebench compare` with one addition, made here and nowhere in tunebench: whenever a run scores
@@ -39,8 +39,9 @@ RULES = ("earliest", "latest", "final", "within-noise", "oracle")
 CURVE_FILE = "test_curve.jsonl"
 
 
-def run(spec_path: str, out: str) -> None:
-    """Run the spec with the test split scored at every dev point (see the module's docstring)."""
+def run(spec_path: str, out: str, seeds: list[int] | None = None) -> None:
+    """Run the spec with the test split scored at every dev point (see the module's docstring); `seeds`:
+    only these of the spec's seeds (a long study runs by parts into one runs folder)."""
     from tunebench.config import load_yaml, parse_spec
     from tunebench.runs import devcurve, measure
     from tunebench.runs.runner import run_experiment
@@ -69,6 +70,8 @@ def run(spec_path: str, out: str) -> None:
     devcurve.DevCurve.after_step = after_step  # type: ignore[method-assign]
     data = load_yaml(spec_path)
     data["out"] = out
+    if seeds is not None:
+        data["seeds"] = seeds
     run_experiment(parse_spec(data, source=spec_path))
 
 
@@ -132,9 +135,15 @@ def analyse(folder: str, patience: int) -> None:
     )
     print("|---|---|---|---|---|---|")
     for path in runs:
-        points = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        result = path.parent / "result.json"
+        if not result.exists() or json.loads(result.read_text(encoding="utf-8")).get("status") != "ok":
+            continue  # a run still going, or one that failed: its curve is not whole
+        lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+        points = sorted(
+            {p["step"]: p for p in lines}.values(), key=lambda p: p["step"]
+        )  # a resumed run: last
         name = path.parent.name
-        method = json.loads((path.parent / "result.json").read_text(encoding="utf-8"))["method"]
+        method = json.loads(result.read_text(encoding="utf-8"))["method"]
         seen = stopped_curve(points, patience)
         picks = {rule: choose(seen, rule) for rule in RULES}
         by_method[method].append((name, picks))
@@ -175,12 +184,13 @@ def main() -> None:
     r = sub.add_parser("run", help="run a spec, scoring test at every dev point")
     r.add_argument("spec")
     r.add_argument("--out", default="runs")
+    r.add_argument("--seeds", help="comma-separated: only these of the spec's seeds")
     a = sub.add_parser("analyse", help="replay the rules on the runs' curves")
     a.add_argument("folder")
     a.add_argument("--patience", type=int, default=4)
     args = parser.parse_args()
     if args.command == "run":
-        run(args.spec, args.out)
+        run(args.spec, args.out, [int(s) for s in args.seeds.split(",")] if args.seeds else None)
     else:
         analyse(args.folder, args.patience)
 
