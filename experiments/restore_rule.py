@@ -29,7 +29,6 @@ import argparse
 import dataclasses
 import json
 import math
-import random
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -118,35 +117,28 @@ def choose(points: list[dict], rule: str) -> dict:
     raise ValueError(rule)
 
 
-def bootstrap_mean_ci(values: list[float], draws: int = 10000, seed: int = 0) -> tuple[float, float]:
-    rng = random.Random(seed)
-    n = len(values)
-    means = sorted(sum(rng.choice(values) for _ in range(n)) / n for _ in range(draws))
-    return means[int(0.025 * draws)], means[int(0.975 * draws) - 1]
-
-
 def analyse(folder: str, patience: int) -> None:
+    from tunebench.tasks.metrics import bootstrap_ci  # the percentile bootstrap of a mean the runs use
+
     runs = sorted(Path(folder).glob(f"*/{CURVE_FILE}"))
     if not runs:
         raise SystemExit(f"{folder}: no run has a {CURVE_FILE} (was it run with `restore_rule.py run`?)")
-    by_method: dict[str, list[tuple[str, dict[str, dict]]]] = defaultdict(list)
+    by_method: dict[str, list[dict[str, dict]]] = defaultdict(list)  # method → each run's pick per rule
     print(
         "| run | dev / test accuracy at each dev point (step: dev / test) | earliest | latest | final | within-noise |"
     )
     print("|---|---|---|---|---|---|")
     for path in runs:
-        result = path.parent / "result.json"
-        if not result.exists() or json.loads(result.read_text(encoding="utf-8")).get("status") != "ok":
+        result_path = path.parent / "result.json"
+        result = json.loads(result_path.read_text(encoding="utf-8")) if result_path.exists() else {}
+        if result.get("status") != "ok":
             continue  # a run still going, or one that failed: its curve is not whole
         lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-        points = sorted(
-            {p["step"]: p for p in lines}.values(), key=lambda p: p["step"]
-        )  # a resumed run: last
-        name = path.parent.name
-        method = json.loads(result.read_text(encoding="utf-8"))["method"]
-        seen = stopped_curve(points, patience)
+        by_step = {p["step"]: p for p in lines}  # a resumed run scored some steps twice: the last counts
+        seen = stopped_curve(sorted(by_step.values(), key=lambda p: p["step"]), patience)
         picks = {rule: choose(seen, rule) for rule in RULES}
-        by_method[method].append((name, picks))
+        by_method[result["method"]].append(picks)
+        name = path.parent.name
         curve = ", ".join(f"{p['step']}: {p['dev'] * 100:.1f} / {p['test'] * 100:.1f}" for p in seen)
         chosen = " | ".join(str(picks[r]["step"]) for r in RULES[:4])
         print(f"| {name} | {curve} | {chosen} |")
@@ -160,9 +152,8 @@ def analyse(folder: str, patience: int) -> None:
     print()
     print("| method | runs | " + " | ".join(RULES) + " |")
     print("|---|---|" + "---|" * len(RULES))
-    everything = [(m, pick) for m, items in by_method.items() for _, pick in items]
-    for method, items in [*sorted(by_method.items()), ("all", None)]:
-        picks = [p for _, p in items] if items is not None else [p for _, p in everything]
+    everything = [pick for picks in by_method.values() for pick in picks]
+    for method, picks in [*sorted(by_method.items()), ("all", everything)]:
         cells = []
         for rule in RULES:
             acc = statistics.mean(p[rule]["test"] for p in picks)
@@ -171,7 +162,7 @@ def analyse(folder: str, patience: int) -> None:
                 continue
             diffs = [(p[rule]["test"] - p["earliest"]["test"]) * 100 for p in picks]
             changed = sum(p[rule]["step"] != p["earliest"]["step"] for p in picks)
-            lo, hi = bootstrap_mean_ci(diffs)
+            lo, hi = bootstrap_ci(diffs, n_resamples=10000)  # of floats: the differences in points
             cells.append(
                 f"{acc * 100:.2f} (Δ {statistics.mean(diffs):+.2f}, {lo:+.2f} to {hi:+.2f}; changed {changed})"
             )
