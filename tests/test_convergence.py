@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import math
 import re
+import statistics
 from types import SimpleNamespace
 
 import pytest
@@ -74,27 +76,101 @@ class _Counter:
         self.weight.copy_(state["w"])
 
 
-def _scripted(monkeypatch, scores: list[float]) -> None:
-    it = iter(scores)
-    monkeypatch.setattr(devcurve.measure, "dev_eval", lambda method, ctx: ("accuracy", next(it), []))
+def _scripted(monkeypatch, scores: list[float], items: list[list[bool]] | None = None) -> None:
+    it = iter(zip(scores, items or [[] for _ in scores], strict=True))
+
+    def dev_eval(method, ctx):
+        score, correct = next(it)
+        return "accuracy", score, correct
+
+    monkeypatch.setattr(devcurve.measure, "dev_eval", dev_eval)
 
 
-def test_early_stopping_stops_after_patience_and_restores_the_best_state(monkeypatch):
+def _train(method: _Counter, dev: DevCurve, steps: int = 100) -> int:
+    """Step the stand-in until early stopping ends it; the step it ended at."""
+    for step in range(1, steps + 1):
+        method.weight += 1
+        if dev.after_step(step, steps, SimpleNamespace()):  # type: ignore[arg-type]
+            return step
+    return steps
+
+
+def _answers(right: int, n: int = 200, wrong_first: int = 0) -> list[bool]:
+    """n dev answers, `right` of them right, the first `wrong_first` of them wrong."""
+    return [False] * wrong_first + [True] * right + [False] * (n - right - wrong_first)
+
+
+def test_early_stopping_stops_after_patience_and_restore_best_puts_the_best_state_back(monkeypatch):
     _scripted(monkeypatch, [0.5, 0.7, 0.69, 0.7, 0.6, 0.9])
     method = _Counter()
-    budget = Budget(dev_every=10, early_stopping=EarlyStopping(patience=3))
+    budget = Budget(dev_every=10, early_stopping=EarlyStopping(patience=3, restore="best"))
     dev = DevCurve(method, budget)  # type: ignore[arg-type]
-    stops = []
-    for step in range(1, 101):
-        method.weight += 1
-        stop = dev.after_step(step, 100, SimpleNamespace())  # type: ignore[arg-type]
-        stops.append(stop)
-        if stop:
-            break
-    assert len(stops) == 50 and stops[-1]  # 0.7 at step 20, then three evaluations without beating it
+    assert _train(method, dev) == 50  # 0.7 at step 20, then three evaluations without beating it
     record = dev.finish()
     assert record["stopped_at"] == 50 and record["best_step"] == 20 and record["restored"]
+    assert record["kept_step"] == 20 and record["last_step"] == 50
     assert method.weight.item() == 20  # the state of step 20 is back
+
+
+def test_a_best_state_within_the_dev_noise_of_the_last_is_not_put_back(monkeypatch):
+    # 200 dev examples: step 20 is right on 140, the last (step 50) on 137, three of step 20's right
+    # answers wrong at step 50 and none gained: a lead of 3 examples, z 1.74 < 1.96
+    answers = [_answers(100), _answers(140), _answers(138), _answers(139), _answers(137, wrong_first=3)]
+    _scripted(monkeypatch, [sum(a) / 200 for a in answers], answers)
+    method = _Counter()
+    dev = DevCurve(method, Budget(dev_every=10, early_stopping=EarlyStopping(patience=3)))  # type: ignore[arg-type]
+    assert _train(method, dev) == 50
+    record = dev.finish()
+    assert (record["restore"], record["best_step"], record["kept_step"], record["restored"]) == (
+        "beyond_noise", 20, 50, False,
+    )  # fmt: skip
+    assert method.weight.item() == 50  # the last state stays
+    lead = record["lead"]
+    assert (lead["best_only"], lead["last_only"], lead["n"], lead["beyond_noise"]) == (3, 0, 200, False)
+    assert lead["z"] == pytest.approx(1.74, abs=0.01) and "within the dev split's noise" in record["note"]
+
+
+def test_a_best_state_that_leads_beyond_the_dev_noise_is_put_back(monkeypatch):
+    # step 20 right on 150; the last state loses 12 of those and gains 2 elsewhere: a lead of 10, z 2.7
+    last = _answers(138, wrong_first=12)
+    last[-1] = last[-2] = True
+    answers = [_answers(100), _answers(150), _answers(145), _answers(141), last]
+    _scripted(monkeypatch, [sum(a) / 200 for a in answers], answers)
+    method = _Counter()
+    dev = DevCurve(method, Budget(dev_every=10, early_stopping=EarlyStopping(patience=3)))  # type: ignore[arg-type]
+    _train(method, dev)
+    record = dev.finish()
+    assert record["restored"] and record["kept_step"] == 20 and method.weight.item() == 20
+    assert (record["lead"]["best_only"], record["lead"]["last_only"]) == (12, 2) and record["lead"][
+        "beyond_noise"
+    ]
+
+
+def test_restore_never_keeps_the_last_state_without_copying_the_best(monkeypatch):
+    answers = [_answers(100), _answers(190), _answers(20), _answers(20)]
+    _scripted(monkeypatch, [sum(a) / 200 for a in answers], answers)
+    method = _Counter()
+    copies = []
+    method.trainable_state = lambda: copies.append(1) or {"w": method.weight.clone()}  # type: ignore[method-assign]
+    dev = DevCurve(method, Budget(dev_every=10, early_stopping=EarlyStopping(patience=2, restore="never")))  # type: ignore[arg-type]
+    assert _train(method, dev) == 40
+    record = dev.finish()
+    assert not record["restored"] and record["kept_step"] == 40 and method.weight.item() == 40 and not copies
+    assert record["lead"]["beyond_noise"]  # recorded all the same: the lead a restore would have kept
+
+
+def test_the_paired_lead_is_the_mean_difference_over_its_standard_error():
+    best = [True] * 10 + [False] * 4 + [True] * 186
+    last = [False] * 10 + [True] * 4 + [True] * 186
+    d = [int(b) - int(a) for b, a in zip(best, last, strict=True)]
+    z = statistics.fmean(d) / (statistics.stdev(d) / math.sqrt(len(d)))
+    lead = devcurve.paired_lead(best, last)
+    assert lead is not None and lead["z"] == pytest.approx(z, abs=1e-3) and not lead["beyond_noise"]
+    assert devcurve.paired_lead([True] * 5, [False] * 5) == {
+        "best_only": 5, "last_only": 0, "n": 5, "z": None, "beyond_noise": True,
+    }  # fmt: skip
+    assert devcurve.paired_lead([True, False], [True, False])["z"] == 0.0  # type: ignore[index]
+    assert devcurve.paired_lead([], [True]) is None and devcurve.paired_lead(None, [True]) is None
 
 
 def test_min_delta_and_no_early_stopping_without_a_rule(monkeypatch):
@@ -124,6 +200,8 @@ def test_a_resumed_curve_knows_its_best_point_and_patience(monkeypatch):
         ({"early_stopping": {"patience": 3}}, "budget.early_stopping: stops on the dev curve, so it needs dev_every"),
         ({"dev_every": 5, "early_stopping": {"patience": 0}}, "budget.early_stopping.patience: must be at least 1"),
         ({"dev_every": 5, "early_stopping": {"patiense": 2}}, "unknown key 'patiense'. Did you mean 'patience'?"),
+        ({"dev_every": 5, "early_stopping": {"restore": "bset"}},
+         "budget.early_stopping.restore: expected one of beyond_noise, best, never, got 'bset'. Did you mean 'best'?"),
     ],
 )  # fmt: skip
 def test_early_stopping_settings_are_validated(budget, message):
@@ -151,7 +229,10 @@ def test_a_run_records_its_convergence_and_early_stopping(tmp_path):
     train = json.loads((run / "result.json").read_text())["train"]
     # at lr 1e-9 nothing changes: the second evaluation does not beat the first, and training stops there
     assert train["steps"] == 4 and train["planned_steps"] == 24
-    assert train["early_stopping"]["stopped_at"] == 4 and train["early_stopping"]["best_step"] == 2
+    early = train["early_stopping"]
+    assert early["stopped_at"] == 4 and early["best_step"] == 2
+    # the two states answer every dev example alike: no lead, so the last state is the one evaluated
+    assert (early["kept_step"], early["restored"], early["lead"]["z"]) == (4, False, 0.0)
     assert train["convergence"] == {
         "still_improving": False, "evidence": "early stopping", "detail": "stopped by early stopping"
     }  # fmt: skip

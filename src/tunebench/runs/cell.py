@@ -284,7 +284,7 @@ def train(
 
     ctx.on_train_step = on_step
     stats = method.fit(ctx)
-    early = dev.finish()  # with early stopping: the best dev state is back in the model
+    early = dev.finish()  # with early stopping: the state its rule keeps is in the model (devcurve.py)
     record["train"] = train_record(stats, method.truncated, dev, early, len(ctx.splits.dev))
     # what a training objective built and dropped (teacher data, preference pairs); None for plain SFT
     record["objective"] = method.objective.info if method.objective is not None else None

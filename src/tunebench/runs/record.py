@@ -43,8 +43,11 @@ Keys (all present; values may be null where a method has nothing to report):
                    blocks below the first trained one, computed once without dropout and replayed: see
                    budget.cache_frozen), seconds (computing or reading them, counted in `seconds`),
                    from_disk (an earlier run had computed them)),
-                   early_stopping (null when off, else patience, min_delta, stopped_at (null: ran its whole
-                   budget), best_step, best_score, restored (the best dev state was put back), note),
+                   early_stopping (null when off, else patience, min_delta, restore (the rule: beyond_noise,
+                   best or never; runs/devcurve.py), stopped_at (null: ran its whole budget), best_step,
+                   best_score, last_step, last_score, kept_step (the state evaluated on test), restored (the
+                   best dev state was put back), lead (null, or the best state's paired lead over the last on
+                   the dev examples: best_only, last_only, n, z (null: infinite), beyond_noise), note),
                    convergence {still_improving (true: the budget ran out while it was still learning,
                    "budget-limited"; null: unknown), evidence ("early stopping", "dev curve", "training
                    loss" or null), detail} (train/convergence.py gives the tests);

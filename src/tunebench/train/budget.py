@@ -10,12 +10,17 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from tunebench.core.errors import did_you_mean
 from tunebench.core.typed import coerce, require
+
+#: early_stopping.restore's values (see EarlyStopping.restore).
+RESTORE_RULES = ("beyond_noise", "best", "never")
 
 
 @dataclass
 class EarlyStopping:
-    """Stop a run when its dev score has not improved for `patience` evaluations, and keep its best state.
+    """Stop a run when its dev score has not improved for `patience` evaluations; evaluate it at its last
+    state unless its best dev state leads that one beyond the dev split's noise (`restore`).
 
     Off unless a spec asks for it: every method then gets the same declared budget, which is what the
     leaderboard compares, and each run still records whether it was improving when the budget ran out
@@ -26,9 +31,21 @@ class EarlyStopping:
     """Dev evaluations (one every `dev_every` steps) without an improvement before training stops."""
     min_delta: float = 0.0
     """An improvement must exceed this (in the metric's units, 0.01 = one point of accuracy) to count."""
+    restore: str = "beyond_noise"
+    """Which state the run is evaluated at when its best dev point came before its last one:
+    `beyond_noise` puts the best state back only when it leads the last state by more than 1.96 paired
+    standard errors on the same dev examples, else keeps the last state; `best` always puts it back (the
+    rule of transformers' `load_best_model_at_end`, and tunebench's until December 2026); `never` keeps
+    the last state (early stopping then only saves time). Why `beyond_noise` is the default: FINDINGS §7c."""
 
     def check(self, where: str) -> None:
         require(self.patience >= 1, f"{where}.patience", f"must be at least 1, got {self.patience}")
+        require(
+            self.restore in RESTORE_RULES,
+            f"{where}.restore",
+            f"expected one of {', '.join(RESTORE_RULES)}, got {self.restore!r}."
+            + did_you_mean(self.restore, RESTORE_RULES),
+        )
         require(
             math.isfinite(self.min_delta) and self.min_delta >= 0,
             f"{where}.min_delta",
