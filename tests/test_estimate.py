@@ -277,6 +277,12 @@ RECORDED = [
         ("full", {}, 1399, 96, 535, 3363.5),
         ("lora", {"r": 16, "target_modules": ["all-linear"]}, 1399, 96, 535, 2542.9),
     ]),
+    # session 12, Intel Xeon with AMX (fp32 forced by the calibration), the methods of session 7 that fit
+    (477.0, 1.71, 8, [
+        ("oft", {"block_size": 32, "target_modules": ["all-linear"]}, 350, 24, 134, 1373.8),
+        ("boft", {"block_size": 4, "butterfly_factor": 1, "target_modules": ["all-linear"]}, 350, 24, 134, 3675.6),
+        ("lokr", {"r": 8, "alpha": 8.0, "target_modules": ["all-linear"]}, 350, 24, 134, 2091.9),
+    ]),
 ]  # fmt: skip
 
 
@@ -334,11 +340,15 @@ def test_classifier_runs_are_estimated_with_their_head_and_their_widest_batch():
     assert peaks["partial"] < 0.3 * peaks["full"]  # two blocks keep activations, not thirty
 
 
-#: Methods added in session 7 whose peak-memory estimate has not been calibrated against a measured run yet
-#: (their parameter counts are held to PEFT's above). Measured once beside other work: galore's estimate
-#: was 1,985 MB against 3,207 MB measured (38% low; galore-torch's projection temporaries are not modelled).
-#: qlora: since it computes in fp32 on a CPU without bf16 instructions (session 7), its estimate there measured
-#: 1,230 MB against 1,737 MB (29% low, AMD EPYC); to be re-calibrated for the fp32-compute path.
+#: Methods left out of the live calibration test (their parameter counts are held to PEFT's above).
+#: Measured in session 12 (`python -m tunebench.estimate.calibrate --methods
+#: galore,lokr,oft,boft,adalora,qlora`, Intel Xeon with AMX, fp32, one process): galore 1,735 MB estimated
+#: against 2,489 MB (-30%: galore-torch's projection temporaries are not modelled); adalora 1,358 against
+#: 2,047 (-34%: its rank-budget SVD bookkeeping and orthogonality penalty are not modelled); qlora 984
+#: against 2,083 (-53%, run last in its process: bitsandbytes' fp32 dequantization buffers, and what the
+#: runs before it left resident). oft, boft and lokr came within 20% there and are in RECORDED, but the live
+#: test below failed once with them included (session 12; which run, its cut output did not say), so they
+#: stay out of it until that is looked at.
 NOT_YET_CALIBRATED = {"galore", "lokr", "oft", "boft", "adalora", "qlora"}
 
 
