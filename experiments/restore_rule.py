@@ -28,11 +28,12 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
+
+from tunebench.runs.devcurve import paired_se
 
 RULES = ("earliest", "latest", "final", "within-noise", "oracle")
 CURVE_FILE = "test_curve.jsonl"
@@ -72,14 +73,6 @@ def run(spec_path: str, out: str, seeds: list[int] | None = None) -> None:
     if seeds is not None:
         data["seeds"] = seeds
     run_experiment(parse_spec(data, source=spec_path))
-
-
-def paired_se(a: list[bool], b: list[bool]) -> float:
-    """Standard error of mean(a) - mean(b) for paired 0/1 outcomes on the same items."""
-    n = len(a)
-    d = [int(x) - int(y) for x, y in zip(a, b, strict=True)]
-    mean = sum(d) / n
-    return math.sqrt(sum((x - mean) ** 2 for x in d) / (n - 1) / n) if n > 1 else 0.0
 
 
 def stopped_curve(points: list[dict], patience: int) -> list[dict]:

@@ -155,9 +155,7 @@ def paired_lead(best: list[bool] | None, last: list[bool] | None) -> dict[str, A
     n = len(best)
     best_only = sum(b and not a for b, a in zip(best, last, strict=True))
     last_only = sum(a and not b for b, a in zip(best, last, strict=True))
-    mean = (best_only - last_only) / n
-    variance = ((best_only + last_only) / n - mean**2) * n / (n - 1) if n > 1 else 0.0
-    se = math.sqrt(max(variance, 0.0) / n)
+    mean, se = (best_only - last_only) / n, paired_se(best, last)
     # se 0: every changed example moved toward the best (an infinite lead), or none changed (no lead)
     z = mean / se if se else (math.inf if mean > 0 else 0.0)
     return {
@@ -167,3 +165,13 @@ def paired_lead(best: list[bool] | None, last: list[bool] | None) -> dict[str, A
         "z": round(z, 3) if math.isfinite(z) else None,  # None: infinite (JSON has no infinity)
         "beyond_noise": z > Z_NOISE,
     }
+
+
+def paired_se(a: list[bool], b: list[bool]) -> float:
+    """Standard error of mean(a) - mean(b) for paired 0/1 outcomes on the same items (sample sd, n - 1)."""
+    n = len(a)
+    if n < 2:
+        return 0.0
+    changed = sum(x != y for x, y in zip(a, b, strict=True))  # d² is 1 where the two differ, else 0
+    mean = (sum(a) - sum(b)) / n
+    return math.sqrt(max(changed / n - mean**2, 0.0) * n / (n - 1) / n)
