@@ -8,6 +8,9 @@ import pytest
 
 os.environ.setdefault("TUNEBENCH_NO_PROGRESS", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Runs in the test process: the default executor starts a process per run (seconds of imports each),
+# which tests/test_process_executor.py covers on its own.
+os.environ.setdefault("TUNEBENCH_EXECUTOR", "local")
 
 
 @pytest.fixture(scope="session")

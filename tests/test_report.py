@@ -216,6 +216,18 @@ def test_recommendation_without_constraints_is_the_best_with_its_tied_runner_up(
     )
 
 
+def test_several_tied_runners_up_are_counted_and_the_one_saving_most_is_named():
+    runs = [*ladder(), make_run("ia3", 29, trainable=500, steps=20, peak_mb=1400, train_s=12.0, latency=55.0)]
+    rec = recommend(leaderboard(runs))
+    assert rec.best.method == "full" and {e.method for e in rec.runners_up} == {"lora", "ia3"}
+    # ia3 saves on three costs (parameters, memory, time), lora too, but ia3 trains fewer parameters
+    assert (
+        "; 2 of the 4 others that fit are within the noise of it, among them ia3 (72.5%), which needs "
+        in rec.why
+    )
+    assert "0.05% of its trainable parameters, 35% of its memory and 13% of its training time" in rec.why
+
+
 def test_nothing_is_recommended_when_every_method_scores_zero():
     rec = recommend(leaderboard([make_run("zero-shot", 0), make_run("lora", 0, trainable=100, steps=5)]))
     assert rec.best is None and rec.runners_up == []

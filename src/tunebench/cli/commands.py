@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from tunebench.report.formats import render as render_format
 from tunebench.report.formats import write_report
 from tunebench.report.recommend import parse_constraints
 from tunebench.report.terminal import render as render_table
-from tunebench.runs.executors import make_executor
+from tunebench.runs.executors import DEFAULT_EXECUTOR, make_executor
 from tunebench.runs.runner import run_experiment
 from tunebench.runs.tracking import make_tracker
 from tunebench.serve import serve
@@ -131,14 +132,15 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def _engines(args: argparse.Namespace, spec):
     """The executor and the tracker the flags ask for (each checked before anything runs)."""
-    if distributed.launched() and args.executor != "local":
+    if distributed.launched() and args.executor not in (None, "local"):
         raise SpecError(
-            "--executor ray: under torchrun or accelerate launch, runs use the launched processes"
+            f"--executor {args.executor}: under torchrun or accelerate launch, runs use the launched processes"
         )
     if not distributed.is_main():
         console.quiet = True  # every process runs the grid; the main one speaks for them
         return make_executor("local"), None
-    executor = make_executor(args.executor, args.ray_address)
+    name = args.executor or os.environ.get("TUNEBENCH_EXECUTOR") or DEFAULT_EXECUTOR
+    executor = make_executor(name, args.ray_address)
     tracker = make_tracker(args.tracker, args.tracking_uri, Path(spec.out) / spec.name, spec.name)
     return executor, tracker
 

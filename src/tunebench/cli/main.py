@@ -80,9 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("engines (docs/distributed.md)")
     g.add_argument(
         "--executor",
-        default="local",
         metavar="NAME",
-        help="local (default: here, one run after the other) or ray (each run a Ray task)",
+        help="process (default: each run in a fresh process of its own, one after the other, so its peak "
+        "memory is its own), local (all in this process) or ray (each run a Ray task); the environment "
+        "variable TUNEBENCH_EXECUTOR sets the default",
     )
     g.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: start a local one)")
     g.add_argument("--tracker", default="none", metavar="NAME", help="none (default) or mlflow")

@@ -345,7 +345,11 @@ def _environment(runs: list[RunData]) -> dict[str, Any]:
         return {}
     first = envs[0]
     same = all((e.get("device"), e.get("cpu")) == (first.get("device"), first.get("cpu")) for e in envs)
+    trained = [e for r, e in zip(runs, envs, strict=True) if (r.result.get("train") or {}).get("peak_rss_mb")]
     return {
+        # Trained runs whose peak memory may include what ran before them in the same process (--executor
+        # local, or records from before runs had a process each): worth a warning when there are several.
+        "shared_process": sum(e.get("process") != "own" for e in trained) if len(trained) > 1 else 0,
         "device": first.get("device"),
         "cpu": first.get("cpu"),
         "threads": first.get("threads"),

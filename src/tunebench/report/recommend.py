@@ -192,10 +192,19 @@ def _why(rec: Recommendation, fits: list[Entry], detectable: stats.Detectable | 
     if stronger:
         e, why = stronger[0]
         text += f"; {e.label} scores higher ({fmt.pct(e.mean)}) but {why[0]}"
-    elif cheaper:
+    elif cheaper and len(runners) == 1:
         r, what = cheaper[0]
         named = [r]
         text += f"; {r.label} ({fmt.pct(r.mean)}) is within the noise of it and needs {_and(what)}"
+    elif cheaper:
+        # Several tied: say how many (a reader should know when most of the table is one tie), and name
+        # the one that saves the most: cheaper on the most costs, then the fewest trainable parameters.
+        r, what = min(cheaper, key=lambda rw: (-len(rw[1]), rw[0].trainable or 0))
+        named = [r]
+        text += (
+            f"; {len(runners)} of the {len(fits) - 1} others that fit are within the noise of it, among "
+            f"them {r.label} ({fmt.pct(r.mean)}), which needs {_and(what)}"
+        )
     elif runners:
         named = runners
         text += (

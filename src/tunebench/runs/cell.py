@@ -55,12 +55,12 @@ def run_cell(
     """Run one cell (or take its earlier result) and return its record. `reuse` names the trained state of
     the learning-rate search's winner when that training was this very run; `carry_on` the state where the
     winner's last rung of successive halving stopped, which this run continues (selection.py)."""
+    earlier = earlier_result(cell, grid, index)
+    if earlier is not None:
+        return earlier
     config = grid.config(cell)
     digest = store.config_hash(identity(config))
     folder = grid.exp_dir / cell.name
-    earlier = None if grid.force else _finished_earlier(cell, grid, config, digest, index)
-    if earlier is not None:
-        return _searched_again(earlier, cell.method.searched, folder)
     grid.progress.run_start(cell.name, index, grid.total)
     checkpoint, resume = _open(folder, config, digest, cell, grid.force, carry_on)
     record = _new_record(config, digest, selection, resume)
@@ -88,6 +88,19 @@ def run_cell(
         checkpoint.clear()
     grid.progress.run_end(record)
     return record
+
+
+def earlier_result(cell: Cell, grid: Grid, index: int) -> dict | None:
+    """The record of this very run when it finished before (here, in another experiment of the runs
+    folder, or in the run cache; copied here then), else None: it has to run. Never with --force."""
+    if grid.force:
+        return None
+    config = grid.config(cell)
+    digest = store.config_hash(identity(config))
+    earlier = _finished_earlier(cell, grid, config, digest, index)
+    if earlier is None:
+        return None
+    return _searched_again(earlier, cell.method.searched, grid.exp_dir / cell.name)
 
 
 def _new_record(config: dict, digest: str, selection: dict | None, resume: dict | None) -> dict:

@@ -1,8 +1,13 @@
-"""Where the runs of a grid execute: here, one after the other (`local`), or as Ray tasks (`ray`).
+"""Where the runs of a grid execute: each in a fresh process of its own, one after the other (`process`,
+the default of `tunebench compare`), in this process (`local`), or as Ray tasks (`ray`).
 
-Both executors walk the same grid (model × method, then the seeds of each) and write the same run store;
+The executors walk the same grid (model × method, then the seeds of each) and write the same run store;
 the result records come back in grid order.
 
+- process: each run in a new Python process (child.py), so that its peak memory is its own and not what
+  the runs before it left behind, and a crash of the process is one failed run, with its reason, while the
+  grid goes on. A configuration or learning-rate search runs here first, as under `local`; finished runs
+  are taken here without starting a process. It costs a process start (the imports) per run.
 - local: this process. Under a multi-process launch (torchrun / accelerate launch) every process runs
   every run together (train/distributed.py); the main process decides what is finished and is the only
   one that writes to the run store.
@@ -27,15 +32,19 @@ from tunebench.core import store
 from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
 from tunebench.core.ui import console
 from tunebench.models import ResolvedModel
-from tunebench.runs.cell import run_cell
+from tunebench.runs.cell import earlier_result, run_cell
+from tunebench.runs.child import ChildDied, run_in_child
 from tunebench.runs.grid import Cell, Grid, needs_lr_search
-from tunebench.runs.record import base_record
+from tunebench.runs.record import base_record, in_own_process
 from tunebench.runs.search import needs_search, with_search
 from tunebench.runs.selection import continuable_state, reusable_state
 from tunebench.tasks.subsets import TrainingSubset
 from tunebench.train import distributed
 
-EXECUTORS = ("local", "ray")
+EXECUTORS = ("process", "local", "ray")
+#: The executor `tunebench compare` uses when --executor is not given (the environment variable
+#: TUNEBENCH_EXECUTOR overrides it; the test suite sets it to local, to spare a process start per run).
+DEFAULT_EXECUTOR = "process"
 #: A cell's training-set size (None: the whole training split).
 Size = TrainingSubset | None
 
@@ -45,15 +54,18 @@ class Executor(Protocol):
 
 
 def make_executor(name: str, ray_address: str | None = None) -> Executor:
-    if name == "local":
-        if ray_address:
-            raise SpecError("--ray-address is given but --executor is local; add --executor ray")
+    if name == "local" and not ray_address:
         return LocalExecutor()
+    if name in ("local", "process") and ray_address:
+        raise SpecError(f"--ray-address is given but --executor is {name}; add --executor ray")
+    if name == "process":
+        return ProcessExecutor()
     if name == "ray":
         return RayExecutor(ray_address)
 
     raise SpecError(
-        f"--executor {name!r}: unknown executor.{did_you_mean(name, EXECUTORS)} Known: local, ray"
+        f"--executor {name!r}: unknown executor.{did_you_mean(name, EXECUTORS)} Known: "
+        + ", ".join(EXECUTORS)
     )
 
 
@@ -85,6 +97,54 @@ class LocalExecutor:
         return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
 
 
+class ProcessExecutor:
+    """Each run that has to run, in a fresh process of its own (child.py); everything else here."""
+
+    def run(self, grid: Grid) -> list[dict]:
+        results = []
+        for model, method_spec, size, seeds in grid.groups():
+            chosen, selection = with_search(grid, model, method_spec, size)
+            for index, seed in seeds:
+                cell = Cell(model, chosen, seed, size)
+                record = earlier_result(cell, grid, index)
+                if record is None:
+                    record = self._in_child(cell, grid, index, selection)
+                grid.on_result(record, grid.exp_dir / cell.name)
+                results.append(record)
+        return results
+
+    def _in_child(self, cell: Cell, grid: Grid, index: int, selection: dict | None) -> dict:
+        reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
+        try:
+            return run_in_child(
+                _child_run_cell, grid.for_worker(), cell, index, selection, reuse, carry_on,
+                name=f"tunebench {cell.name}",
+            )  # fmt: skip
+        except ChildDied as e:  # the run's own handling never ran: record its failure for it
+            record = record_failure(cell, grid, selection, str(e))
+            _report(record, index, grid.total)
+            return record
+
+
+def _child_run_cell(
+    grid: Grid, cell: Cell, index: int, selection: dict | None, reuse: Path | None, carry_on: Path | None
+) -> dict:
+    """One run in its own process (ProcessExecutor): written to its folder as a local run is."""
+    in_own_process()
+    return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
+
+
+def record_failure(cell: Cell, grid: Grid, selection: dict | None, reason: str) -> dict:
+    """Record a run that failed outside its own error handling (its process died), in its run folder."""
+    config = grid.config(cell)
+    record = base_record(config, grid.digest(cell))
+    record["error"], record["selection"] = reason, selection
+    folder = grid.exp_dir / cell.name
+    folder.mkdir(parents=True, exist_ok=True)
+    store.write_json_atomic(folder / store.RESULT, record)
+    return record
+
+
 class _scratch:
     """A private folder for the files of a process that is not the main one (deleted at the end)."""
 
@@ -112,6 +172,7 @@ def _import_ray():
 def _ray_run_cell(grid: Grid, cell: Cell, index: int, selection: dict | None) -> dict:
     """A Ray task: one run, written to its folder like a local one; returns the record."""
     _use_cpus(cell.method.resources)
+    in_own_process()  # max_calls=1: the worker runs this task only
     reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
     return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
 
@@ -143,7 +204,9 @@ class RayExecutor:
         self._connect()
         cluster = ray.cluster_resources()
         shared = ray.put(grid.for_worker())  # sent to the object store once, not per task
-        run_task = ray.remote(max_retries=0)(_ray_run_cell)  # a retry would hide a crash and cost its time
+        # A retry would hide a crash and cost its time; a fresh worker per run (max_calls=1) makes its peak
+        # memory its own, as under the process executor.
+        run_task = ray.remote(max_retries=0, max_calls=1)(_ray_run_cell)
         select_task = ray.remote(max_retries=0)(_ray_select)
         results: dict[int, dict] = {}
         pending: dict[Any, tuple] = {}
@@ -157,7 +220,7 @@ class RayExecutor:
         ) -> None:
             for index, seed in seeds:
                 cell = Cell(model, method_spec, seed, size)
-                done(index, cell, self._failed(cell, grid, None, reason))
+                done(index, cell, record_failure(cell, grid, None, reason))
 
         def submit(
             model: ResolvedModel, chosen: MethodSpec, size: Size, seeds: list, selection: dict | None
@@ -172,7 +235,7 @@ class RayExecutor:
                 try:
                     options = task_options(chosen.resources, cluster, f"methods ({chosen.name}).resources")
                 except TunebenchError as e:
-                    done(index, cell, self._failed(cell, grid, selection, str(e)))
+                    done(index, cell, record_failure(cell, grid, selection, str(e)))
                     continue
                 console.print(f"[bold][{index}/{grid.total}] {cell.name}[/bold]: started on Ray")
                 ref = run_task.options(**options).remote(shared, cell, index, selection)
@@ -209,7 +272,7 @@ class RayExecutor:
                 try:
                     record = ray.get(ref)
                 except Exception as e:  # raised outside the run's own error handling, or the worker died
-                    record = self._failed(cell, grid, selection, _ray_failure(e))
+                    record = record_failure(cell, grid, selection, _ray_failure(e))
                 _report(record, index, grid.total)
                 done(index, cell, record)
         return [results[i] for i in sorted(results)]
@@ -233,16 +296,6 @@ class RayExecutor:
         except Exception as e:
             where = f"--ray-address {self.address}" if self.address else "a local Ray instance"
             raise TunebenchError(f"{where}: Ray did not start ({type(e).__name__}: {e})") from None
-
-    def _failed(self, cell: Cell, grid: Grid, selection: dict | None, reason: str) -> dict:
-        """Record a run that failed outside its own error handling, in its run folder."""
-        config = grid.config(cell)
-        record = base_record(config, grid.digest(cell))
-        record["error"], record["selection"] = reason, selection
-        folder = grid.exp_dir / cell.name
-        folder.mkdir(parents=True, exist_ok=True)
-        store.write_json_atomic(folder / store.RESULT, record)
-        return record
 
 
 def task_options(resources: Resources, cluster: dict[str, float], where: str) -> dict[str, Any]:

@@ -99,7 +99,8 @@ Keys (all present; values may be null where a method has nothing to report):
                    folder also holds objective.json (what its answers depend on besides the weights)
   wall_seconds     the whole run: loading, training, evaluation, export
   task_info        the task's description (options, kind, label set)
-  env              python, packages, device, cpu, git sha, time
+  env              python, packages, device, cpu, threads, git sha, time, process (own: this run
+                   was the only one in its process, so its memory is its own; shared: --executor local)
 """
 
 from __future__ import annotations
@@ -157,12 +158,28 @@ def base_record(config: dict[str, Any], digest: str) -> dict[str, Any]:
         "artifact": None,
         "wall_seconds": None,
         "task_info": None,
-        "env": environment(),
+        "env": {
+            **environment(),
+            "process": _process["runs"],
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        },
     }
+
+
+#: Whether this process runs one run only ("own": the process executor's child, a Ray worker that takes
+#: one task) or several one after the other ("shared": --executor local), whose memory then reflects what
+#: ran before it.
+_process = {"runs": "shared"}
+
+
+def in_own_process() -> None:
+    """Say that this process runs this run only (its peak memory is the run's own)."""
+    _process["runs"] = "own"
 
 
 @cache
 def environment() -> dict[str, Any]:
+    """What does not change within a process (the run's time and process kind are added per run)."""
     packages: dict[str, str | None] = {}
     for name in ("tunebench", "torch", "transformers", "peft", "accelerate", "numpy"):
         try:
@@ -177,7 +194,6 @@ def environment() -> dict[str, Any]:
         "cpu": _cpu_name(),
         "threads": torch.get_num_threads(),
         "git_sha": _git_sha(),
-        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
 
 
