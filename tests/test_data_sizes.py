@@ -276,6 +276,15 @@ def test_no_crossover_is_said_as_such_and_one_size_is_no_study():
     assert size_study([r for r in runs if r.result["data_size"]["requested"] == 100]) is None
 
 
+def test_a_method_run_at_fewer_sizes_is_said_to_be_compared_there_only():
+    runs = [sized_run(m, scores(r, i), s, n) for s, n in ((100, 100), ("all", 500))
+            for i, (m, r) in enumerate((("full", 0.95), ("zero-shot", 0.3)))]  # fmt: skip
+    runs.append(sized_run("lora", scores(0.2, 7), 100, 100))  # not run on the whole split (yet)
+    summary = size_study(runs).summary
+    assert "full is ahead of zero-shot at every size tried (no crossover)." in summary
+    assert "full is ahead of lora at 100 examples, the only size both ran." in summary
+
+
 def test_with_two_models_each_model_is_asked_against_its_own_best():
     """An encoder whose probe is best everywhere, and a decoder whose fine-tuning beats its own probe: the
     decoder's probe is compared with the decoder's fine-tuning (a crossover of that model), not with the

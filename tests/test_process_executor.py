@@ -70,10 +70,12 @@ def _result(exp: Path, name: str) -> dict:
 
 
 @pytest.mark.parametrize("executor", ["process", "local"])
-def test_process_runs_match_local_runs(executor, tmp_path, tiny_llama):
+def test_process_runs_match_local_runs(executor, tmp_path, tiny_llama, capfd):
     """Each executor on its own folder; the two give the same records (compared by the second)."""
     argv = ["compare", *TINY, "--methods", "zero-shot,lora", "--executor", executor]
     assert main([*argv, "--out", str(tmp_path), "--name", executor]) == 0
+    out, err = capfd.readouterr()  # the child's own output too: its libraries are as quiet as the CLI's
+    assert "Loading weights" not in out + err and "kernels-community" not in out + err
     exp = tmp_path / executor
     lora = _result(exp, "tiny-llama--lora--s0")
     assert lora["status"] == "ok" and lora["train"]["steps"] == 3 and lora["eval"]["n"] == 6

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import logging
-import os
 import sys
-import warnings
 
 from tunebench.core.errors import TunebenchError
+from tunebench.core.quiet import quiet_libraries
 from tunebench.core.ui import console
 from tunebench.serve.options import add_flags
 
@@ -153,24 +151,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="serve a model and its adapters over an OpenAI-compatible API")
     add_flags(p)
     return parser
-
-
-def quiet_libraries() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    # bitsandbytes warns on every import that an optional CPU kernel package is absent; its own fallback works.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
-
-    warnings.filterwarnings("ignore", category=UserWarning)
-    warnings.filterwarnings("ignore", category=FutureWarning)
-    try:
-        # lazy: transformers takes a second to import; only a parsed command needs it quiet
-        from transformers.utils import logging as hf_logging  # lazy: slow import
-
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()  # per-run weight loading bars would drown the run's own progress
-    except ImportError:
-        pass
 
 
 def main(argv: list[str] | None = None) -> int:

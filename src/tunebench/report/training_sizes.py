@@ -321,11 +321,22 @@ def summary(study: SizeStudy) -> str:
         else:
             lines.append(c.sentence + ".")
     steady = [c for c in study.crossovers if not c.crosses]
+    every = max((len(c.verdicts) for c in study.crossovers), default=0)
     for reference in study.references:
         for state, verb in ((BEHIND, "is ahead of"), (TIED, "is not distinguishable from")):
-            names = [c.label for c in steady if c.reference == reference and c.verdicts[0].state == state]
-            if names:
-                lines.append(f"{reference} {verb} {', '.join(names)} at every size tried (no crossover).")
+            # a method run at fewer sizes than the others is said to be compared at those sizes only
+            where: dict[str, list[str]] = {}
+            for c in steady:
+                if c.reference == reference and c.verdicts[0].state == state:
+                    sizes = [v.size for v in c.verdicts]
+                    at = (
+                        "at every size tried (no crossover)"
+                        if len(sizes) == every
+                        else f"at {', '.join(sizes)}, the only size{'s' if len(sizes) > 1 else ''} both ran"
+                    )
+                    where.setdefault(at, []).append(c.label)
+            for at, names in where.items():
+                lines.append(f"{reference} {verb} {', '.join(names)} {at}.")
     return " ".join(lines)
 
 

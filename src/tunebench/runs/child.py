@@ -57,8 +57,8 @@ def run_in_child(fn: Callable[..., Any], *args: Any, name: str = "tunebench-run"
     return value
 
 
-#: What the fork server imports before it forks any run: the slow imports every run makes.
-PRELOAD = ["torch", "transformers", "peft", "tunebench.runs.cell"]
+#: What the fork server imports before it forks any run (quiet libraries, the slow imports every run makes).
+PRELOAD = ["tunebench.runs.preload"]
 
 
 def _context() -> Any:

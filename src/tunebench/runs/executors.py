@@ -30,6 +30,7 @@ import tunebench
 from tunebench.config import ExperimentSpec, MethodSpec, Resources
 from tunebench.core import store
 from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
+from tunebench.core.quiet import quiet_libraries
 from tunebench.core.ui import console
 from tunebench.models import ResolvedModel
 from tunebench.runs.cell import earlier_result, run_cell
@@ -131,6 +132,7 @@ def _child_run_cell(
 ) -> dict:
     """One run in its own process (ProcessExecutor): written to its folder as a local run is."""
     in_own_process()
+    quiet_libraries()  # as in the CLI that asked for the run (the fork server did too; a spawned child not)
     return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
 
 
