@@ -55,12 +55,12 @@ def run_cell(
     """Run one cell (or take its earlier result) and return its record. `reuse` names the trained state of
     the learning-rate search's winner when that training was this very run; `carry_on` the state where the
     winner's last rung of successive halving stopped, which this run continues (selection.py)."""
-    earlier = earlier_result(cell, grid, index)
-    if earlier is not None:
-        return earlier
     config = grid.config(cell)
     digest = store.config_hash(identity(config))
     folder = grid.exp_dir / cell.name
+    earlier = _earlier(cell, grid, index, config, digest)
+    if earlier is not None:
+        return earlier
     grid.progress.run_start(cell.name, index, grid.total)
     checkpoint, resume = _open(folder, config, digest, cell, grid.force, carry_on)
     record = _new_record(config, digest, selection, resume)
@@ -96,11 +96,16 @@ def earlier_result(cell: Cell, grid: Grid, index: int) -> dict | None:
     if grid.force:
         return None
     config = grid.config(cell)
-    digest = store.config_hash(identity(config))
-    earlier = _finished_earlier(cell, grid, config, digest, index)
-    if earlier is None:
+    return _earlier(cell, grid, index, config, store.config_hash(identity(config)))
+
+
+def _earlier(cell: Cell, grid: Grid, index: int, config: dict, digest: str) -> dict | None:
+    if grid.force:
         return None
-    return _searched_again(earlier, cell.method.searched, grid.exp_dir / cell.name)
+    earlier = _finished_earlier(cell, grid, config, digest, index)
+    return (
+        None if earlier is None else _searched_again(earlier, cell.method.searched, grid.exp_dir / cell.name)
+    )
 
 
 def _new_record(config: dict, digest: str, selection: dict | None, resume: dict | None) -> dict:

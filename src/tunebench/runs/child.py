@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import pickle
 import signal
 from collections.abc import Callable
 from multiprocessing.connection import Connection
@@ -41,17 +42,15 @@ def run_in_child(fn: Callable[..., Any], *args: Any, name: str = "tunebench-run"
     child.start()
     send.close()  # the child holds the only sending end: EOF here means it ended without a word
     try:
-        try:
-            kind, value = receive.recv()
-        except EOFError:
-            child.join()
-            raise ChildDied(death_reason(child.exitcode)) from None
-        child.join()
-    except KeyboardInterrupt:
-        child.join()
-        raise
+        message = receive.recv()
+    except EOFError:
+        message = None  # it ended without a word
     finally:
         receive.close()
+        child.join()  # on Ctrl-C too, which reaches the child: it finishes its own handling first
+    if message is None:
+        raise ChildDied(death_reason(child.exitcode))
+    kind, value = message
     if kind == "error":
         raise value
     return value
@@ -88,8 +87,6 @@ def _child_main(
 
 def _portable(e: BaseException) -> BaseException:
     """The exception itself when it survives pickling, else a RuntimeError with its type and text."""
-    import pickle
-
     try:
         pickle.loads(pickle.dumps(e))
         return e

@@ -55,12 +55,14 @@ class Executor(Protocol):
 
 
 def make_executor(name: str, ray_address: str | None = None) -> Executor:
-    if name == "local" and not ray_address:
-        return LocalExecutor()
-    if name in ("local", "process") and ray_address:
-        raise SpecError(f"--ray-address is given but --executor is {name}; add --executor ray")
-    if name == "process":
-        return ProcessExecutor()
+    here: dict[str, type[LocalExecutor | ProcessExecutor]] = {
+        "local": LocalExecutor,
+        "process": ProcessExecutor,
+    }
+    if name in here:
+        if ray_address:
+            raise SpecError(f"--ray-address is given but --executor is {name}; add --executor ray")
+        return here[name]()
     if name == "ray":
         return RayExecutor(ray_address)
 
@@ -94,8 +96,13 @@ class LocalExecutor:
                 return store.read_result(grid.exp_dir / cell.name / store.RESULT)
             if not distributed.is_main():
                 grid = replace(grid, exp_dir=scratch)
-        reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
-        return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
+        return _run_with_selection(grid, cell, index, selection)
+
+
+def _run_with_selection(grid: Grid, cell: Cell, index: int, selection: dict | None) -> dict:
+    """run_cell, given the search's trained states this run may reuse or continue (selection.py)."""
+    reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
+    return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
 
 
 class ProcessExecutor:
@@ -115,25 +122,21 @@ class ProcessExecutor:
         return results
 
     def _in_child(self, cell: Cell, grid: Grid, index: int, selection: dict | None) -> dict:
-        reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
         try:
             return run_in_child(
-                _child_run_cell, grid.for_worker(), cell, index, selection, reuse, carry_on,
-                name=f"tunebench {cell.name}",
-            )  # fmt: skip
+                _child_run_cell, grid.for_worker(), cell, index, selection, name=f"tunebench {cell.name}"
+            )
         except ChildDied as e:  # the run's own handling never ran: record its failure for it
             record = record_failure(cell, grid, selection, str(e))
             _report(record, index, grid.total)
             return record
 
 
-def _child_run_cell(
-    grid: Grid, cell: Cell, index: int, selection: dict | None, reuse: Path | None, carry_on: Path | None
-) -> dict:
+def _child_run_cell(grid: Grid, cell: Cell, index: int, selection: dict | None) -> dict:
     """One run in its own process (ProcessExecutor): written to its folder as a local run is."""
     in_own_process()
     quiet_libraries()  # as in the CLI that asked for the run (the fork server did too; a spawned child not)
-    return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
+    return _run_with_selection(grid, cell, index, selection)
 
 
 def record_failure(cell: Cell, grid: Grid, selection: dict | None, reason: str) -> dict:
@@ -175,8 +178,7 @@ def _ray_run_cell(grid: Grid, cell: Cell, index: int, selection: dict | None) ->
     """A Ray task: one run, written to its folder like a local one; returns the record."""
     _use_cpus(cell.method.resources)
     in_own_process()  # max_calls=1: the worker runs this task only
-    reuse, carry_on = reusable_state(selection, cell.seed), continuable_state(selection, cell.seed)
-    return run_cell(cell, grid, index=index, selection=selection, reuse=reuse, carry_on=carry_on)
+    return _run_with_selection(grid, cell, index, selection)
 
 
 def _ray_select(
