@@ -67,6 +67,31 @@ def test_partial():
     assert _counts("partial", blocks=2, output_head=False) == (2 * block + H, base_total())
 
 
+@pytest.mark.parametrize(
+    ("build_model", "where"),
+    [
+        (lambda t: t.GPT2LMHeadModel(t.GPT2Config(n_embd=16, n_layer=2, n_head=2, vocab_size=50)), "transformer.ln_f"),
+        (lambda t: t.OPTForCausalLM(t.OPTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                               ffn_dim=32, vocab_size=50, word_embed_proj_dim=16)),
+         "model.decoder.final_layer_norm"),
+        (lambda t: t.LlamaForCausalLM(t.LlamaConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                                   intermediate_size=32, vocab_size=50)), "model.norm"),
+        (lambda t: t.BertModel(t.BertConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                            intermediate_size=32, vocab_size=50)), None),
+    ],
+)  # fmt: skip
+def test_the_final_norm_is_found_whatever_the_family_calls_it(build_model, where):
+    """partial trains the norm between the last block and the head (GPT-2 calls it ln_f, OPT
+    final_layer_norm); a BERT-style encoder has none (its one outer norm is on the embeddings)."""
+    import transformers
+
+    from tunebench.models.blocks import final_norm
+
+    model = build_model(transformers)
+    expected = model.get_submodule(where) if where else None
+    assert final_norm(model) is expected
+
+
 @pytest.mark.parametrize(("placement", "per_block"), [("houlsby", 2), ("pfeiffer", 1)])
 def test_bottleneck_adapter(placement, per_block):
     d = H // 16

@@ -113,8 +113,8 @@ def test_snr_partial_trains_the_declared_count_and_reloads_the_same_choice(tmp_p
         method = cls(options)
         method.prepare(ctx)
         trainable, _ = method.param_counts()
-        # the declared count leaves out the final norm (64 values), which partial trains in both modes
-        assert trainable == partial_trained(arch, options) + arch.hidden
+        # the declared count is the trained one, the final norm (trained in both modes) included
+        assert trainable == partial_trained(arch, options)
         counts[select] = trainable
     # the same matrix weights; snr leaves the chosen blocks' two norms frozen
     assert counts["last"] - counts["snr"] == 2 * arch.hidden

@@ -324,13 +324,15 @@ def all_weights(arch: Arch, o: Any) -> int:
 
 
 def partial_trained(arch: Arch, o: Any) -> int:
-    """The last blocks, and the output head: the LM head when output_head is set, a classifier always.
-    With select: snr, `blocks` matrices of each kind with their biases (the same matrix weights as `blocks`
-    whole blocks, since a kind has one shape in every block) and none of the blocks' norms."""
+    """The last blocks, a decoder's final norm, and the output head: the LM head when output_head is set, a
+    classifier always. With select: snr, `blocks` matrices of each kind with their biases (the same matrix
+    weights as `blocks` whole blocks, since a kind has one shape in every block) and none of the blocks'
+    norms; the final norm trains in both (models/blocks.py `final_norm`; BERT-style encoders have none)."""
     head = arch.head_params() if arch.classes else arch.vocab * arch.hidden if o.output_head else 0
     norms = arch.norms_per_layer * arch.norm_params() + (2 * arch.head_dim if arch.qk_norm else 0)
     per_block = arch.layer_params() - (norms if o.select == "snr" else 0)
-    return o.blocks * per_block + head
+    final = arch.norm_params() if arch.kind == "decoder" else 0
+    return o.blocks * per_block + final + head
 
 
 def partial_depth(arch: Arch, o: Any) -> int:

@@ -30,7 +30,7 @@ from tunebench.methods.cost import (
 )
 from tunebench.methods.spectrum import choose_by_snr
 from tunebench.methods.tuning import ModelMethod, ModelOptions
-from tunebench.models.blocks import transformer_blocks
+from tunebench.models.blocks import final_norm, transformer_blocks
 
 #: How `partial` chooses what trains.
 PARTIAL_SELECT = ("last", "snr")
@@ -150,13 +150,13 @@ class Partial(ModelMethod):
             for block in blocks[first:]:
                 block.requires_grad_(True)
             self.chosen = {"select": "last", "blocks": list(range(first, len(blocks)))}
-        # A transformers model or a SequenceClassifier: both have get_output_embeddings and base_model_prefix,
-        # which torch.nn.Module does not declare.
+        # A transformers model or a SequenceClassifier: both have get_output_embeddings, which
+        # torch.nn.Module does not declare.
         lm: Any = model
         if self.options.output_head and lm.get_output_embeddings() is not None:
             lm.get_output_embeddings().requires_grad_(True)
-        norm = getattr(getattr(lm, lm.base_model_prefix, lm), "norm", None)
-        if isinstance(norm, torch.nn.Module):
+        norm = final_norm(model)
+        if norm is not None:
             norm.requires_grad_(True)  # the final norm sits between the last block and the head
         return model
 
