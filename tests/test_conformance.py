@@ -9,11 +9,11 @@ without editing this file.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 
 import pytest
 import torch
+from word_data import write_word_sentiment
 
 from tunebench.core.errors import UnsupportedError
 from tunebench.methods import METHODS, Context
@@ -32,15 +32,7 @@ DEFAULT_LR = 1e-2
 
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data") / "sentiment.jsonl"
-    # Two classes told apart by their words alone, so even a frozen random trunk gives separable features.
-    words = {"pos": ["great", "good", "nice"], "neg": ["awful", "bad", "poor"]}
-    rows = [
-        {"text": f"{words[label][i % 3]} {words[label][(i // 3) % 3]}", "label": label}
-        for i in range(30)
-        for label in ("pos", "neg")
-    ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_word_sentiment(tmp_path_factory.mktemp("data") / "sentiment.jsonl")
     classification = build_task("file", {"path": str(data), "input": "text", "target": "label"})
     generation = build_task("arithmetic", {"digits": 1, "train_size": 24, "dev_size": 4, "test_size": 8})
     return {

@@ -4,10 +4,10 @@ cached states is the same training as running the whole model, and the cache is 
 from __future__ import annotations
 
 import dataclasses
-import json
 
 import pytest
 import torch
+from word_data import write_word_sentiment
 
 from tunebench.methods import METHODS, Context
 from tunebench.models import resolve_model
@@ -18,14 +18,9 @@ from tunebench.train.budget import Budget
 
 @pytest.fixture(scope="module")
 def tasks(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data") / "sentiment.jsonl"
-    words = {"pos": ["great", "good", "nice"], "neg": ["awful", "bad", "poor"]}
-    rows = [
-        {"text": f"{words[label][i % 3]} movie, {words[label][(i // 3) % 3]} plot", "label": label}
-        for i in range(24)
-        for label in ("pos", "neg")
-    ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_word_sentiment(
+        tmp_path_factory.mktemp("data") / "sentiment.jsonl", per_label=24, template="{a} movie, {b} plot"
+    )
     return {
         "classification": build_task("file", {"path": str(data), "input": "text", "target": "label"}),
         "generation": build_task(

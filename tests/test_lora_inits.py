@@ -14,6 +14,7 @@ import pytest
 import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from safetensors.torch import load_file
+from word_data import write_word_sentiment
 
 from tunebench.core.errors import SpecError, UnsupportedError
 from tunebench.core.typed import build
@@ -36,14 +37,7 @@ TRAINED_INITS = ["default", "gaussian", "pissa", "olora", "eva"]
 
 @pytest.fixture(scope="module")
 def scenarios(tmp_path_factory):
-    data = tmp_path_factory.mktemp("data") / "sentiment.jsonl"
-    words = {"pos": ["great", "good", "nice"], "neg": ["awful", "bad", "poor"]}
-    rows = [
-        {"text": f"{words[label][i % 3]} {words[label][(i // 3) % 3]}", "label": label}
-        for i in range(30)
-        for label in ("pos", "neg")
-    ]
-    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    data = write_word_sentiment(tmp_path_factory.mktemp("data") / "sentiment.jsonl")
     classification = build_task("file", {"path": str(data), "input": "text", "target": "label"})
     generation = build_task("arithmetic", {"digits": 1, "train_size": 24, "dev_size": 4, "test_size": 8})
     return {"tiny-llama": generation, "tiny-bert": classification}

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from tunebench.core.paths import cache_dir
+from tunebench.models.fingerprint import loaded_weights_key
 from tunebench.models.zoo import ResolvedModel
 from tunebench.train.data import collate, encode_labelled
 from tunebench.train.device import autocast
@@ -185,13 +186,8 @@ def feature_cache(
 ) -> Path:
     """Where the features of `texts` through this trunk and pooling are cached: the key holds everything
     that changes them (weights, pooling, length, bf16, the trunk's dtypes and quantization)."""
-    weights = Path(model.path) / "model.safetensors"
-    stamp = weights.stat().st_mtime_ns if weights.exists() else 0
-    quantization = getattr(getattr(trunk, "config", None), "quantization_config", None)
-    if quantization is not None and not isinstance(quantization, dict):
-        quantization = quantization.to_dict()
-    dtypes = sorted({str(p.dtype) for p in trunk.parameters()})
-    key = [model.path, stamp, mode, ctx.budget.max_length, ctx.bf16, dtypes, quantization]
+    path, stamp, dtypes, quantization = loaded_weights_key(model, trunk)
+    key = [path, stamp, mode, ctx.budget.max_length, ctx.bf16, dtypes, quantization]  # as before: same files
     h = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode())
     for t in texts:
         h.update(t.encode() + b"\0")

@@ -20,6 +20,7 @@ from tunebench.core.typed import require
 from tunebench.methods.base import Context, Method, TrainingObjective, count_parameters
 from tunebench.methods.heads import ClassifierHead, GenerativeHead, Head
 from tunebench.models.blocks import transformer_blocks
+from tunebench.models.fingerprint import loaded_weights_key
 from tunebench.models.zoo import ResolvedModel
 from tunebench.tasks.base import Task
 from tunebench.train.data import Encoded
@@ -208,14 +209,7 @@ class ModelMethod(Method):
     ) -> tuple[list[Encoded], LossFn, CachedPrefix] | None:
         """The training examples with the inputs of the first trained block computed once, and a loss that
         replays them (train/frozen.py); None where something below that block trains."""
-        weights = Path(ctx.model.path) / "model.safetensors"
-        quantization = getattr(getattr(self.model, "config", None), "quantization_config", None)
-        key = [
-            ctx.model.path,
-            weights.stat().st_mtime_ns if weights.exists() else 0,
-            sorted({str(p.dtype) for p in self.model.parameters()}),
-            quantization if isinstance(quantization, dict | None) else quantization.to_dict(),
-        ]
+        key = loaded_weights_key(ctx.model, self.model)
         try:
             blocks = transformer_blocks(self.model)
         except UnsupportedError:

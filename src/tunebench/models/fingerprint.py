@@ -12,8 +12,12 @@ import contextlib
 import hashlib
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tunebench.models.zoo import ResolvedModel
+
+if TYPE_CHECKING:
+    import torch
 
 FINGERPRINT = ".tunebench-fingerprint.json"
 _CHUNK = 1 << 20
@@ -28,6 +32,20 @@ def fingerprint(model: ResolvedModel) -> str:
     if model.kind == "endpoint" or not folder.is_dir():
         return f"{model.kind}:{model.path}"
     return _folder_digest(str(folder.resolve()))
+
+
+def loaded_weights_key(model: ResolvedModel, module: torch.nn.Module) -> list[Any]:
+    """What changes the hidden states of a loaded model besides its inputs, for keying caches of them (the
+    probe's pooled features, the frozen blocks' outputs): the folder, its weights file's modification
+    time, the parameters' dtypes and the quantization config. Cheaper than `fingerprint` (no hashing),
+    which is enough for a cache on this machine."""
+    weights = Path(model.path) / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns if weights.exists() else 0
+    quantization = getattr(getattr(module, "config", None), "quantization_config", None)
+    if quantization is not None and not isinstance(quantization, dict):
+        quantization = quantization.to_dict()
+    dtypes = sorted({str(p.dtype) for p in module.parameters()})
+    return [model.path, stamp, dtypes, quantization]
 
 
 def _folder_digest(path: str) -> str:
