@@ -139,3 +139,62 @@ def test_the_report_warns_when_runs_shared_a_process():
     assert _environment([run("own"), run("own")])["shared_process"] == 0
     assert _environment([run("shared"), run("own"), run(None)])["shared_process"] == 2  # None: older records
     assert _environment([run("shared")])["shared_process"] == 0  # one run: nothing to compare it with
+
+
+def _ask(*questions: int) -> list:
+    from tunebench.runs.child import ask_parent
+
+    return [ask_parent(q) for q in questions]
+
+
+def test_a_child_asks_its_parent():
+    assert run_in_child(_ask, 1, 2, 3, answer=lambda q: q * 10) == [10, 20, 30]
+    with pytest.raises(RuntimeError, match="given no `answer`"):
+        run_in_child(_ask, 1)
+
+
+@pytest.mark.parametrize("executor", ["process", "local"])
+def test_learning_rate_candidates_train_apart_with_local_results(executor, tmp_path, tiny_llama, monkeypatch):
+    """Under the process executor each candidate of the learning-rate search trains in a process of its own;
+    the selection (every candidate's dev score, the chosen rate) is the one a single process makes."""
+    from tunebench.runs import selection
+
+    started = []
+    real = selection.run_in_child
+
+    def counted(fn, cell, *args, **kwargs):
+        started.append(cell.method.budget.lr)
+        return real(fn, cell, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "run_in_child", counted)
+    argv = ["compare", *TINY, "--methods", "lora", "--budget", "lr_grid=1e-3,1e-2", "--executor", executor]
+    assert main([*argv, "--out", str(tmp_path), "--name", "lr"]) == 0
+    record = _result(tmp_path / "lr", "tiny-llama--lora--s0")
+    candidates = [(c["lr"], c["dev_score"], c["final_loss"]) for c in record["selection"]["candidates"]]
+    # every candidate (the grid's two, and a third where the grid's edge was extended) in a child
+    assert started == ([lr for lr, _, _ in candidates] if executor == "process" else [])
+    _SELECTIONS[executor] = (candidates, record["selection"]["chosen_lr"], record["metrics"])
+    if len(_SELECTIONS) == 2:
+        assert _SELECTIONS["process"] == _SELECTIONS["local"]
+
+
+_SELECTIONS: dict[str, tuple] = {}
+
+
+def test_a_candidate_whose_process_dies_is_a_failed_candidate(tmp_path, tiny_llama, monkeypatch):
+    from tunebench.runs import selection
+
+    real = selection.run_in_child
+
+    def large_dies(fn, cell, *args, **kwargs):
+        if cell.method.budget.lr == 1e-2:
+            raise ChildDied(death_reason(-signal.SIGKILL))
+        return real(fn, cell, *args, **kwargs)
+
+    monkeypatch.setattr(selection, "run_in_child", large_dies)
+    argv = ["compare", *TINY, "--methods", "lora", "--budget", "lr_grid=1e-3,1e-2", "--executor", "process"]
+    assert main([*argv, "--out", str(tmp_path), "--name", "lr"]) == 0
+    record = _result(tmp_path / "lr", "tiny-llama--lora--s0")
+    by_lr = {c["lr"]: c for c in record["selection"]["candidates"]}
+    assert by_lr[1e-2]["status"] == "failed" and "out-of-memory killer" in by_lr[1e-2]["error"]
+    assert record["selection"]["chosen_lr"] != 1e-2 and record["status"] == "ok"

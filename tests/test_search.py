@@ -366,3 +366,59 @@ def test_compare_with_search_flags_shows_the_trials_in_the_report(tmp_path):
     assert (tmp_path / "charts" / "search-lora.svg").exists()
     spec = (exp / "spec.yaml").read_text()
     assert "search:" in spec and "trials: 3" in spec
+
+
+# -- trials in processes of their own (the process executor) ----------------------------------------------
+
+
+def test_trials_apart_give_the_same_search_and_ask_this_process_s_pruner(searched, tmp_path, monkeypatch):
+    """Under the process executor each trial trains in a process of its own and reports its dev curve to
+    the pruner here: the same trials, pruned at the same steps, the same choice and the same final run as
+    in one process (the `searched` fixture)."""
+    from tunebench.runs.executors import ProcessExecutor
+
+    started = []
+    real = search.run_in_child
+
+    def counted(fn, *args, **kwargs):
+        started.append(args[3])  # the trial's number
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(search, "run_in_child", counted)
+    _, local = searched
+    (apart,) = run_experiment(_spec(tmp_path, PRUNED, "pruned"), executor=ProcessExecutor())
+    assert apart["status"] == "ok", apart["error"]
+    assert started == [0, 1, 2, 3, 4]  # every trial trained in a child
+    fields = ("params", "status", "dev_curve", "pruned_at", "dev_score", "steps", "key")
+    assert [{f: t[f] for f in fields} for t in apart["search"]["trials"]] == [
+        {f: t[f] for f in fields} for t in local["search"]["trials"]
+    ]
+    assert [t["status"] for t in apart["search"]["trials"]].count("pruned") >= 1  # the pruner was asked
+    assert apart["search"]["chosen"] == local["search"]["chosen"]
+    assert apart["metrics"] == local["metrics"] and apart["reused"]["from"] == "configuration search"
+    for t in apart["search"]["trials"]:
+        if t["status"] == "complete":
+            assert t["peak_memory_mb"] > 0  # measured in the trial's own process
+    kept = [p.name for p in (tmp_path / "pruned" / "selection" / "tiny-bert--lora").iterdir() if p.is_dir()]
+    assert kept == [f"trial--{apart['search']['trials'][apart['search']['chosen_trial']]['key']}"]
+
+
+def test_a_trial_whose_process_dies_is_a_failed_trial_and_the_search_goes_on(tmp_path, monkeypatch):
+    from tunebench.runs.child import ChildDied, death_reason
+    from tunebench.runs.executors import ProcessExecutor
+
+    real = search.run_in_child
+
+    def second_dies(fn, *args, **kwargs):
+        if args[3] == 1:
+            raise ChildDied(death_reason(-9))
+        return real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(search, "run_in_child", second_dies)
+    method = {"name": "lora", "search": {"r": [2, 4, 8]}, "pruner": "none"}
+    (result,) = run_experiment(_spec(tmp_path, method, "dies"), executor=ProcessExecutor())
+    assert result["status"] == "ok", result["error"]
+    trials = result["search"]["trials"]
+    assert [t["status"] for t in trials] == ["complete", "failed", "complete"]
+    assert "out-of-memory killer" in trials[1]["error"]
+    assert result["search"]["chosen"] in ({"r": 2}, {"r": 8})

@@ -26,27 +26,36 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from tunebench.core.quiet import quiet_libraries
+
 
 class ChildDied(Exception):
     """The child process ended without handing back a result (killed, or crashed in native code)."""
 
 
-def run_in_child(fn: Callable[..., Any], *args: Any, name: str = "tunebench-run") -> Any:
+def run_in_child(
+    fn: Callable[..., Any],
+    *args: Any,
+    name: str = "tunebench-run",
+    answer: Callable[[Any], Any] | None = None,
+) -> Any:
     """`fn(*args)` in a new process; its return value, or its exception raised again here. `fn` and
     `args` must pickle. Ctrl-C reaches the child too (same process group): this waits for it to finish
-    its own handling (a run saves its checkpoint) before raising KeyboardInterrupt here."""
+    its own handling (a run saves its checkpoint) before raising KeyboardInterrupt here.
+
+    `answer`: what the child may ask this process while it runs (`ask_parent(question)` in the child
+    returns `answer(question)`), for state that lives here, such as a search trial asking the parent's
+    Optuna pruner whether to stop."""
     ctx = _context()
-    receive, send = ctx.Pipe(duplex=False)
-    here = (dict(os.environ), os.getcwd())
-    child = ctx.Process(target=_child_main, args=(send, here, fn, args), name=name)
+    here_end, child_end = ctx.Pipe(duplex=True)
+    environment = (dict(os.environ), os.getcwd())
+    child = ctx.Process(target=_child_main, args=(child_end, environment, fn, args), name=name)
     child.start()
-    send.close()  # the child holds the only sending end: EOF here means it ended without a word
+    child_end.close()  # the child holds the only other end: EOF here means it ended without a word
     try:
-        message = receive.recv()
-    except EOFError:
-        message = None  # it ended without a word
+        message = _converse(here_end, answer)
     finally:
-        receive.close()
+        here_end.close()
         child.join()  # on Ctrl-C too, which reaches the child: it finishes its own handling first
     if message is None:
         raise ChildDied(death_reason(child.exitcode))
@@ -54,6 +63,32 @@ def run_in_child(fn: Callable[..., Any], *args: Any, name: str = "tunebench-run"
     if kind == "error":
         raise value
     return value
+
+
+def _converse(end: Connection, answer: Callable[[Any], Any] | None) -> tuple[str, Any] | None:
+    """Answer the child's questions until its result comes; None when it ended without one."""
+    while True:
+        try:
+            kind, value = end.recv()
+        except EOFError:
+            return None
+        if kind != "ask":
+            return kind, value
+        if answer is None:
+            raise RuntimeError("the child asked a question, but run_in_child was given no `answer`")
+        end.send(answer(value))
+
+
+#: The connection to the parent, in a child started by run_in_child (None elsewhere).
+_PARENT: Connection | None = None
+
+
+def ask_parent(question: Any) -> Any:
+    """In a child of run_in_child: the parent's `answer(question)`."""
+    if _PARENT is None:
+        raise RuntimeError("ask_parent is only for a process started by run_in_child")
+    _PARENT.send(("ask", question))
+    return _PARENT.recv()
 
 
 #: What the fork server imports before it forks any run (quiet libraries, the slow imports every run makes).
@@ -69,20 +104,23 @@ def _context() -> Any:
 
 
 def _child_main(
-    send: Connection, here: tuple[dict[str, str], str], fn: Callable[..., Any], args: tuple
+    parent: Connection, here: tuple[dict[str, str], str], fn: Callable[..., Any], args: tuple
 ) -> None:
+    global _PARENT
     environ, cwd = here
     os.environ.clear()
     os.environ.update(environ)
     os.chdir(cwd)
+    _PARENT = parent
+    quiet_libraries()  # as in the CLI that asked (the fork server did so too; a spawned child did not)
     try:
         result: tuple[str, Any] = ("ok", fn(*args))
     except BaseException as e:
         result = ("error", _portable(e))
     try:
-        send.send(result)
+        parent.send(result)
     finally:
-        send.close()
+        parent.close()
 
 
 def _portable(e: BaseException) -> BaseException:

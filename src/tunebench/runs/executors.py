@@ -6,8 +6,10 @@ the result records come back in grid order.
 
 - process: each run in a new Python process (child.py), so that its peak memory is its own and not what
   the runs before it left behind, and a crash of the process is one failed run, with its reason, while the
-  grid goes on. A configuration or learning-rate search runs here first, as under `local`; finished runs
-  are taken here without starting a process. It costs a process start (the imports) per run.
+  grid goes on. A configuration or learning-rate search is driven from here (its Optuna study, the
+  successive-halving rungs), and each of its trials or candidates trains in a process of its own too,
+  asking this process's pruner about its dev curve; finished runs and cached trials are taken here without
+  starting a process. It costs a fork of a preloaded server (milliseconds) per run and trial.
 - local: this process. Under a multi-process launch (torchrun / accelerate launch) every process runs
   every run together (train/distributed.py); the main process decides what is finished and is the only
   one that writes to the run store.
@@ -30,7 +32,6 @@ import tunebench
 from tunebench.config import ExperimentSpec, MethodSpec, Resources
 from tunebench.core import store
 from tunebench.core.errors import SpecError, TunebenchError, did_you_mean
-from tunebench.core.quiet import quiet_libraries
 from tunebench.core.ui import console
 from tunebench.models import ResolvedModel
 from tunebench.runs.cell import earlier_result, run_cell
@@ -110,6 +111,7 @@ class ProcessExecutor:
 
     def run(self, grid: Grid) -> list[dict]:
         results = []
+        grid = replace(grid, trials_apart=True)  # a search's trials too, each in a process of its own
         for model, method_spec, size, seeds in grid.groups():
             chosen, selection = with_search(grid, model, method_spec, size)
             for index, seed in seeds:
@@ -135,7 +137,6 @@ class ProcessExecutor:
 def _child_run_cell(grid: Grid, cell: Cell, index: int, selection: dict | None) -> dict:
     """One run in its own process (ProcessExecutor): written to its folder as a local run is."""
     in_own_process()
-    quiet_libraries()  # as in the CLI that asked for the run (the fork server did too; a spawned child not)
     return _run_with_selection(grid, cell, index, selection)
 
 

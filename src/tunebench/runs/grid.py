@@ -90,6 +90,10 @@ class Grid:
     """Called in this process with each run's record and folder (the tracker's hook)."""
     subsets: list[tuple[TrainingSubset, Splits]] = field(default_factory=list)
     """Each training-set size with its splits, smallest first (data_sizes.py); empty: the whole split only."""
+    trials_apart: bool = False
+    """Train each learning-rate candidate and search trial in a process of its own (runs/child.py; set by
+    the process executor), as the runs are: its peak memory is then its own, and a process killed by the
+    out-of-memory killer is one failed trial rather than the end of the grid."""
 
     @property
     def sizes(self) -> list[TrainingSubset | None]:

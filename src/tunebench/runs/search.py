@@ -47,6 +47,7 @@ import dataclasses
 import json
 import shutil
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -64,6 +65,7 @@ from tunebench.methods.base import require_access
 from tunebench.models import ResolvedModel
 from tunebench.runs import measure
 from tunebench.runs.cell import KEPT_TRAINING, make_context, train_record
+from tunebench.runs.child import ChildDied, ask_parent, run_in_child
 from tunebench.runs.devcurve import DevCurve
 from tunebench.runs.grid import Cell, Grid, identity, needs_lr_search
 from tunebench.runs.selection import SELECTION_DIR, final_loss, keep_state, with_selected_lr
@@ -335,84 +337,28 @@ class _Runner:
     def _train(
         self, cell: Cell, asked: optuna.Trial, number: int, params: dict[str, Any], key: str, path: Path
     ) -> Trial:
-        """Train the configured method on the first seed (resuming a killed attempt), reporting its dev
-        curve to the pruner, and score it on dev."""
-        budget = cell.method.budget
-        trial = Trial(number, params, key=key)
-        checkpoint = Checkpointer(self.folder / f"{TRIAL}{key}{CHECKPOINT}", budget.checkpoint_every, key)
-        method = cell.method.make()
-        try:
-            require_access(method, cell.model)
-            method.check(self.grid.task, cell.model)
-            self.folder.mkdir(parents=True, exist_ok=True)  # the checkpoint's
-            earlier = checkpoint.meta()
-            dev = DevCurve(method, budget, (earlier or {}).get("extra"))
-            checkpoint.extra = dev.saved
-            splits = self.grid.splits_for(cell)
-            ctx = make_context(cell, self.grid.task, splits, budget, self.grid.progress)
-            ctx.checkpoint = checkpoint
-            pruned = [step for step, score in dev.curve if self._prune(asked, int(step), score)][:1]
-
-            def on_step(step: int, steps: int, loss: float) -> bool:
-                self.grid.progress.train_step(step, steps, loss)
-                stop = dev.after_step(step, steps, ctx)
-                if dev.curve and dev.curve[-1][0] == step and self._prune(asked, step, dev.curve[-1][1]):
-                    pruned.append(step)
-                return stop or bool(pruned)
-
-            ctx.on_train_step = on_step
-            method.prepare(ctx)
-            trial.trainable_params = method.param_counts()[0]
-            stats = method.fit(ctx) if not pruned else None
-            early = dev.finish()
-            checkpoint.clear()
-            trial.dev_curve = dev.curve
-            if stats is not None:
-                train = train_record(stats, method.truncated, dev, early, len(splits.dev))
-                assert train is not None
-                trial.steps, trial.final_loss = stats.steps, final_loss(stats.losses)
-                trial.peak_memory_mb = train["peak_gpu_mb"] or train["peak_rss_mb"]
-                trial.train_seconds = train["seconds"]
-            if pruned:
-                trial.status, trial.pruned_at = "pruned", int(pruned[0])
-                trial.metric = dev.metric
-                trial.dev_score = max(v for _, v in dev.curve) if dev.curve else None
-            else:
-                trial.metric, trial.dev_score = self._dev_score(method, ctx, dev, stats, early)
-                if stats is not None:
-                    self._keep_if_best(method, trial, train, path, stats.losses)
-        except Exception as e:  # a configuration that fails (diverges, runs out of memory) is a result
-            checkpoint.clear()
-            trial.status, trial.error = "failed", f"{type(e).__name__}: {e}"
-        finally:
-            del method
-            release_memory()
+        """Train the trial here, or in a process of its own (`grid.trials_apart`), which asks this
+        process's pruner about its dev curve; keep its trained state when it is the best so far."""
+        best = self.best.rank_key() if self.best is not None else None
+        if self.grid.trials_apart:
+            try:
+                trial, kept = run_in_child(
+                    _train_trial, cell, self.grid.for_worker(), self.folder, number, params, key, path,
+                    _ask_pruner, best, name=f"tunebench {cell.selection_name} trial {number}",
+                    answer=lambda point: self._prune(asked, *point),
+                )  # fmt: skip
+            except ChildDied as e:  # its own handling never ran: a failed trial, as a diverged one is
+                trial, kept = Trial(number, params, key=key, status="failed", error=str(e)), False
+        else:
+            trial, kept = _train_trial(
+                cell, self.grid, self.folder, number, params, key, path,
+                lambda step, score: self._prune(asked, step, score), best,
+            )  # fmt: skip
+        if kept:
+            if self.best is not None:
+                shutil.rmtree(self.folder / f"{TRIAL}{self.best.key}", ignore_errors=True)
+            self.best = trial
         return trial
-
-    @staticmethod
-    def _dev_score(method: Any, ctx: Any, dev: DevCurve, stats: Any, early: dict | None) -> tuple[str, float]:
-        """The dev score at the end of training: the curve's last point when it was taken there (and no
-        early stopping put an earlier state back), else a dev evaluation now."""
-        restored = bool(early and early.get("restored"))
-        if (
-            stats is not None
-            and dev.curve
-            and dev.curve[-1][0] == stats.steps
-            and not restored
-            and dev.metric
-        ):
-            return dev.metric, dev.curve[-1][1]
-        return measure.dev_score(method, ctx)
-
-    def _keep_if_best(self, method: Any, trial: Trial, train: dict | None, path: Path, losses: list) -> None:
-        """Keep the trained state of the best trial so far, for the final run of this seed to reuse."""
-        if self.best is not None and self.best.rank_key() <= trial.rank_key():
-            return
-        objective = method.objective.info if method.objective is not None else None
-        keep_state(method, path.with_suffix(""), train, objective, losses)
-        if self.best is not None:
-            shutil.rmtree(self.folder / f"{TRIAL}{self.best.key}", ignore_errors=True)
-        self.best = trial
 
     def finish(self, study: optuna.Study, trials: list[Trial], why_not: str | None) -> dict[str, Any]:
         """The choice, the Pareto set, and the record; the trained states of the others are dropped."""
@@ -452,6 +398,95 @@ class _Runner:
             "reuse_path": str(state) if reusable else None,
             "optuna": metadata.version("optuna"),
         }
+
+
+Prune = Callable[[int, float], bool]
+"""Report a point of the dev curve (step, score) to the search's pruner; True: stop the trial."""
+
+
+def _ask_pruner(step: int, score: float) -> bool:
+    """A trial's pruner in a process of its own: the search's process answers (runs/child.py)."""
+    return bool(ask_parent((step, score)))
+
+
+def _train_trial(
+    cell: Cell,
+    grid: Grid,
+    folder: Path,
+    number: int,
+    params: dict[str, Any],
+    key: str,
+    path: Path,
+    prune: Prune,
+    best: tuple | None,
+) -> tuple[Trial, bool]:
+    """Train the configured method on the first seed (resuming a killed attempt), reporting its dev
+    curve to the pruner, and score it on dev; keep its trained state when it ranks before `best` (the
+    rank key of the best trial so far). Returns the trial and whether its state was kept."""
+    budget = cell.method.budget
+    trial = Trial(number, params, key=key)
+    kept = False
+    checkpoint = Checkpointer(folder / f"{TRIAL}{key}{CHECKPOINT}", budget.checkpoint_every, key)
+    method = cell.method.make()
+    try:
+        require_access(method, cell.model)
+        method.check(grid.task, cell.model)
+        folder.mkdir(parents=True, exist_ok=True)  # the checkpoint's
+        earlier = checkpoint.meta()
+        dev = DevCurve(method, budget, (earlier or {}).get("extra"))
+        checkpoint.extra = dev.saved
+        splits = grid.splits_for(cell)
+        ctx = make_context(cell, grid.task, splits, budget, grid.progress)
+        ctx.checkpoint = checkpoint
+        pruned = [step for step, score in dev.curve if prune(int(step), score)][:1]
+
+        def on_step(step: int, steps: int, loss: float) -> bool:
+            grid.progress.train_step(step, steps, loss)
+            stop = dev.after_step(step, steps, ctx)
+            if dev.curve and dev.curve[-1][0] == step and prune(step, dev.curve[-1][1]):
+                pruned.append(step)
+            return stop or bool(pruned)
+
+        ctx.on_train_step = on_step
+        method.prepare(ctx)
+        trial.trainable_params = method.param_counts()[0]
+        stats = method.fit(ctx) if not pruned else None
+        early = dev.finish()
+        checkpoint.clear()
+        trial.dev_curve = dev.curve
+        if stats is not None:
+            train = train_record(stats, method.truncated, dev, early, len(splits.dev))
+            assert train is not None
+            trial.steps, trial.final_loss = stats.steps, final_loss(stats.losses)
+            trial.peak_memory_mb = train["peak_gpu_mb"] or train["peak_rss_mb"]
+            trial.train_seconds = train["seconds"]
+        if pruned:
+            trial.status, trial.pruned_at = "pruned", int(pruned[0])
+            trial.metric = dev.metric
+            trial.dev_score = max(v for _, v in dev.curve) if dev.curve else None
+        else:
+            trial.metric, trial.dev_score = _dev_score(method, ctx, dev, stats, early)
+            if stats is not None and (best is None or trial.rank_key() < best):
+                # kept for the final run of this seed to reuse
+                objective = method.objective.info if method.objective is not None else None
+                keep_state(method, path.with_suffix(""), train, objective, stats.losses)
+                kept = True
+    except Exception as e:  # a configuration that fails (diverges, runs out of memory) is a result
+        checkpoint.clear()
+        trial.status, trial.error = "failed", f"{type(e).__name__}: {e}"
+    finally:
+        del method
+        release_memory()
+    return trial, kept
+
+
+def _dev_score(method: Any, ctx: Any, dev: DevCurve, stats: Any, early: dict | None) -> tuple[str, float]:
+    """The dev score at the end of training: the curve's last point when it was taken there (and no
+    early stopping put an earlier state back), else a dev evaluation now."""
+    restored = bool(early and early.get("restored"))
+    if stats is not None and dev.curve and dev.curve[-1][0] == stats.steps and not restored and dev.metric:
+        return dev.metric, dev.curve[-1][1]
+    return measure.dev_score(method, ctx)
 
 
 def _print(trial: Trial, shown: str) -> None:

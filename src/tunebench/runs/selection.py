@@ -52,6 +52,7 @@ from tunebench.methods.base import require_access
 from tunebench.models import ResolvedModel
 from tunebench.runs import measure
 from tunebench.runs.cell import KEPT_TRAINING, export_artifact, make_context, train_record
+from tunebench.runs.child import ChildDied, run_in_child
 from tunebench.runs.devcurve import DevCurve
 from tunebench.runs.grid import Cell, Grid, identity, needs_lr_search
 from tunebench.tasks.subsets import TrainingSubset
@@ -272,7 +273,18 @@ def _evaluate(
     # next rung of the same rate continues from it: a continued candidate is the whole run, stopped later.
     tag = store.config_hash(identity(grid.config(candidate)))
     continuation = Checkpointer(folder / f"lr{budget.lr:g}{CONTINUATION}", every=0, tag=tag)
-    result, train = _run_candidate(candidate, grid, rung, fraction, path, continuation)
+    if grid.trials_apart:
+        try:
+            result, train = run_in_child(
+                _run_candidate, candidate, grid.for_worker(), rung, fraction, path, continuation,
+                name=f"tunebench {cell.selection_name} lr {budget.lr:g}",
+            )  # fmt: skip
+        except ChildDied as e:  # its own handling never ran: a failed candidate, as a diverged one is
+            result = Candidate(lr=budget.lr, steps=budget.steps, rung=rung, fraction=fraction)
+            result.status, result.error, train = "failed", str(e), None
+            console.print(f"  lr {budget.lr:g}: [red]failed[/red] ({result.error})")
+    else:
+        result, train = _run_candidate(candidate, grid, rung, fraction, path, continuation)
     record = {"schema": 1, "status": result.status, "config": config, "candidate": dataclasses.asdict(result)}
     store.write_json_atomic(path, {**record, "train": train})
     return result
