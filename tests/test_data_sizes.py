@@ -268,6 +268,37 @@ def test_a_method_that_wins_at_small_sizes_is_named_ahead_there():
     assert "Below about all 5,000 training examples, probe is better than full" in study.summary
 
 
+def test_a_verdict_that_comes_back_places_no_crossover():
+    """Behind at 10 and at all, not distinguishable at 30 alone (FINDINGS §7a had this: the decoder's full
+    fine-tuning against the encoder's probe): no crossover is placed, each size's test is named, and the
+    p-value is marked as Holm-corrected."""
+    best = scores(0.9, 1)
+    runs = []
+    for size, n, other in ((10, 100, scores(0.5, 2)), (30, 300, list(best)), ("all", 1000, scores(0.5, 3))):
+        runs += [sized_run("probe", best, size, n), sized_run("full", other, size, n)]
+    study = size_study(runs)
+    (full,) = study.crossovers
+    assert [v.state for v in full.verdicts] == [BEHIND, TIED, BEHIND]
+    assert not full.crosses and not full.steady
+    assert full.sentence.startswith("probe is ahead of full at 100 examples and all 1,000 training examples")
+    assert "but not in between (not distinguishable at 300 examples: Δ" in full.sentence
+    assert "places no crossover" in study.summary and "crossover lies" not in study.summary
+    assert "p (Holm) = 1.00" in study.summary
+
+
+def test_a_middle_size_of_its_own_reads_at_that_size():
+    best = scores(0.9, 1)
+    runs = []
+    for size, n, other in ((10, 100, scores(0.99, 2)), (30, 300, list(best)), ("all", 1000, scores(0.5, 3))):
+        runs += [sized_run("probe", best, size, n), sized_run("full", other, size, n)]
+    (full,) = size_study(runs).crossovers
+    assert [v.state for v in full.verdicts] == [AHEAD, TIED, BEHIND] and full.crosses
+    assert "; at 300 examples, full is as good as probe" in full.sentence  # not 'from 300 to 300'
+    assert (
+        "the crossovers lie between 100 examples and 300 examples, between 300 examples and" in full.sentence
+    )
+
+
 def test_no_crossover_is_said_as_such_and_one_size_is_no_study():
     runs = [sized_run(m, scores(r, i), s, n) for s, n in ((100, 100), ("all", 500))
             for i, (m, r) in enumerate((("full", 0.95), ("zero-shot", 0.3)))]  # fmt: skip

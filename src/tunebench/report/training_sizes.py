@@ -80,9 +80,16 @@ class Crossover:
     sentence: str
 
     @property
+    def steady(self) -> bool:
+        """The same verdict at every size."""
+        return len({v.state for v in self.verdicts}) == 1
+
+    @property
     def crosses(self) -> bool:
-        """The verdict changes somewhere along the sizes."""
-        return len({v.state for v in self.verdicts}) > 1
+        """The verdict at the largest size differs from the one at the smallest: a lasting change. A
+        verdict that changes and comes back (ahead, tied, ahead) places no crossover: with one test per
+        size, a single size's different verdict is as likely the test's noise as a change of regime."""
+        return self.verdicts[0].state != self.verdicts[-1].state
 
 
 @dataclass
@@ -264,9 +271,21 @@ def _segments(verdicts: list[Verdict]) -> list[list[Verdict]]:
 
 
 def _at(v: Verdict) -> str:
-    """'at 300: Δ −5.1 points (−9.0, −1.2), p = 0.02'."""
+    """'at 300: Δ −5.1 points (−9.0, −1.2), p (Holm) = 0.02': the interval is the difference's own, the p
+    is corrected over the size's comparisons (so an interval that excludes 0 may come with p > 0.05)."""
     p = fmt.pvalue(v.p_adjusted)
-    return f"at {v.size}: Δ {fmt.diff(v.diff, v.ci95)} points, p {p.replace('<', '< ') if p.startswith('<') else '= ' + p}"
+    shown = p.replace("<", "< ") if p.startswith("<") else "= " + p
+    return f"at {v.size}: Δ {fmt.diff(v.diff, v.ci95)} points, p (Holm) {shown}"
+
+
+def _sizes(verdicts: list[Verdict]) -> str:
+    """'10 examples per class', '10 and 30 examples per class' → as listed: 'a, b and c'."""
+    names = [v.size for v in verdicts]
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def _short(state: str, label: str, reference: str) -> str:
+    return {TIED: "not distinguishable", BEHIND: f"{reference} ahead", AHEAD: f"{label} ahead"}[state]
 
 
 def _phrase(state: str, label: str, reference: str) -> str:
@@ -285,12 +304,23 @@ def _sentence(label: str, reference: str, verdicts: list[Verdict]) -> str:
         seg = segments[0]
         sizes = ", ".join(v.size for v in seg)
         return f"At every size tried ({sizes}), {_phrase(seg[0].state, label, reference)} ({_at(seg[-1])})"
+    first = segments[0][0].state
+    if first == segments[-1][0].state:  # the verdict comes back: no lasting change to place
+        same = [v for seg in segments if seg[0].state == first for v in seg]
+        other = [v for seg in segments if seg[0].state != first for v in seg]
+        elsewhere = "; ".join(f"{_short(v.state, label, reference)} {_at(v)}" for v in other)
+        return (
+            f"{_phrase(first, label, reference)} at {_sizes(same)} ({_at(same[-1])}), but not in between "
+            f"({elsewhere}): the verdict comes back, so this places no crossover"
+        )
     parts = []
     for i, seg in enumerate(segments):
         if i == 0:
             where = f"Up to {seg[-1].size}"
         elif i == len(segments) - 1:
             where = f"from {seg[0].size} on"
+        elif len(seg) == 1:
+            where = f"at {seg[0].size}"
         else:
             where = f"from {seg[0].size} to {seg[-1].size}"
         # the verdict nearest the crossover: the last size before it, the first after it
@@ -309,7 +339,10 @@ def summary(study: SizeStudy) -> str:
     lines = []
     for c in study.crossovers:
         segments = _segments(c.verdicts)
-        if not c.crosses:
+        if c.steady:
+            continue
+        if not c.crosses:  # changed and came back
+            lines.append(c.sentence + ".")  # it starts with a name: not capitalised
             continue
         first, second = segments[0], segments[1]
         if first[0].state in (TIED, AHEAD) and len(segments) == 2 and second[0].state == BEHIND:
@@ -320,7 +353,7 @@ def summary(study: SizeStudy) -> str:
             )
         else:
             lines.append(c.sentence + ".")
-    steady = [c for c in study.crossovers if not c.crosses]
+    steady = [c for c in study.crossovers if c.steady]
     every = max((len(c.verdicts) for c in study.crossovers), default=0)
     for reference in study.references:
         for state, verb in ((BEHIND, "is ahead of"), (TIED, "is not distinguishable from")):
@@ -383,7 +416,7 @@ def to_json(study: SizeStudy) -> dict[str, Any]:
         ],
         "crossovers": [
             {"label": c.label, "method": c.method, "reference": c.reference, "sentence": c.sentence,
-             "verdicts": [vars(v) for v in c.verdicts]}
+             "crosses": c.crosses, "verdicts": [vars(v) for v in c.verdicts]}
             for c in study.crossovers
         ],
     }  # fmt: skip
