@@ -6,12 +6,13 @@ runs a short comparison through the runner, as `tunebench compare` would (tiny-l
 each run as it ran (`from_result.estimate_run`: same shapes, options, batch, measured tokens per example,
 fp32 on a CPU without bf16 matrix units) and prints estimate beside measurement as a Markdown table.
 
-What is measured: `train.peak_rss_mb`, the peak resident set of the whole process while training, sampled
-every 20 ms. On a CPU that includes the process itself: the interpreter, torch, transformers and PEFT
-with their kernels and caches, the tokenizer, the data. The model treats it as the device's `overhead`,
-and it is measured, not guessed: the peak resident set of training `tiny-llama` (2 blocks, 32 wide: its
-weights, gradients, Adam states and activations are under 1 MB) in the same process and through the same
-runner, immediately before the real model's runs. What remains of a real run's peak is what the cost
+What is measured: `train.peak_rss_mb`, the peak resident set of the run's process while training, sampled
+every 20 ms. Every run has a process of its own (`ProcessExecutor`, forked from the same preloaded
+server), so a peak does not depend on the runs before it. On a CPU it includes the process itself: the
+interpreter, torch, transformers and PEFT with their kernels and caches, the tokenizer, the data. The
+model treats it as the device's `overhead`, and it is measured, not guessed: the peak resident set of
+training `tiny-llama` (2 blocks, 32 wide: its weights, gradients, Adam states and activations are under
+1 MB) through the same runner, in a process started the same way. What remains of a real run's peak is what the cost
 model predicts, with one more measured property of the CPU: glibc keeps much of what a forward pass frees
 resident (its arenas are not trimmed mid-step), so the resident peak holds more than the live tensors.
 `measure_slack` measures that multiple: the anonymous memory (weights are file-backed and excluded) that
@@ -34,6 +35,7 @@ from tunebench.estimate.from_result import estimate_run
 from tunebench.methods import METHODS
 from tunebench.models import resolve_model
 from tunebench.models.load import load_causal_lm
+from tunebench.runs.executors import ProcessExecutor
 from tunebench.runs.runner import run_experiment
 from tunebench.train.data import Batch
 from tunebench.train.loss import target_loss
@@ -156,7 +158,9 @@ def measure(
         budget={**data["budget"], "steps": steps, "batch_size": batch, "precision": "fp32"},
         out=str(out),
     )
-    run_experiment(parse_spec(data, source="calibration"), force=True)
+    # Each run in a process of its own: its peak is then its own, not what the runs before it left resident
+    # (in one shared process a probe measured 625 MB first and 1,950 MB after three trained runs, FINDINGS §7a).
+    run_experiment(parse_spec(data, source="calibration"), force=True, executor=ProcessExecutor())
     return [json.loads(p.read_text()) for p in sorted((out / "calibration").glob("*/result.json"))]
 
 
