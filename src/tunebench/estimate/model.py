@@ -16,7 +16,8 @@ Memory (bytes) is the sum of what lives at once during a training step:
                  with gradient checkpointing the block inputs plus one block recomputed;
   logits         the output projection's logits and cross-entropy buffers (B·T·V at 12 bytes a value);
   allocator      freed temporaries the allocator keeps resident, as the device's measured multiple of a
-                 step's activations and logits (none on a GPU, whose allocator counters see live tensors);
+                 step's activations and logits (none on a GPU, whose allocator counters see live tensors;
+                 none on logits buffers too large for glibc to keep, which it unmaps when freed);
   overhead       the runtime before any tensor (CUDA context; the Python process on a CPU).
 
 The peak is the usual sum (EleutherAI's "Transformer Math 101"; ZeRO, Rajbhandari et al., 2020) with one
@@ -246,8 +247,12 @@ def _memory(
     )
     acts, acts_ckpt, logits = _activations(arch, cost, opts, setting, p, base_trained > 0)
     mem.update(activations=acts, activations_ckpt=acts_ckpt, logits=logits)
-    mem["allocator"] = int((device.dynamic_slack - 1) * (acts + logits))
-    mem["allocator_ckpt"] = int((device.dynamic_slack - 1) * (acts_ckpt + logits))
+    # glibc serves a block above its largest mmap threshold with mmap and unmaps it when freed: logits of
+    # that size (one fp32 B·T·V buffer) leave nothing behind, so no slack on them (prompt tuning's logits
+    # over its virtual tokens: 55 MB a buffer at batch 8, estimated 24% high with the slack on them).
+    kept_logits = logits if _logit_buffer(arch, setting, cost, opts) < MMAP_THRESHOLD_MAX else 0
+    mem["allocator"] = int((device.dynamic_slack - 1) * (acts + kept_logits))
+    mem["allocator_ckpt"] = int((device.dynamic_slack - 1) * (acts_ckpt + kept_logits))
     # Weight-sized tensors a method forms per block and keeps for backward (LoHa's products): large
     # allocations, which the allocator returns at once, so no slack on them.
     formed = cost.declared.formed_per_block(arch, opts) * p.act if cost.trains else 0
@@ -291,6 +296,22 @@ def _weights(
     return {"weights": codes + unquantized * p.frozen + added * p.trained, "quantization": constants}
 
 
+#: glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit systems: larger allocations are always mmapped.
+MMAP_THRESHOLD_MAX = 32 * 2**20
+
+
+def _logit_positions(arch: Arch, s: Setting, cost: MethodCost, opts: Any) -> int:
+    """Positions whose logits a training step computes: the targets alone under tunebench's loss, else
+    every position of the sequence (with the method's extra tokens); none for an encoder."""
+    seq = s.seq_len + cost.declared.extra_tokens(arch, opts)
+    return s.batch * (s.logit_positions or seq) if arch.kind == "decoder" else 0
+
+
+def _logit_buffer(arch: Arch, s: Setting, cost: MethodCost, opts: Any) -> int:
+    """Bytes of one fp32 logits buffer (B·T·V): the size the allocator sees per allocation."""
+    return _logit_positions(arch, s, cost, opts) * arch.outputs * 4
+
+
 def _activations(
     arch: Arch, cost: MethodCost, opts: Any, s: Setting, p: Precision, weights_trained: bool
 ) -> tuple[int, int, int]:
@@ -309,8 +330,7 @@ def _activations(
         )
         return per_layer + kv, per_layer + kv, 0
     outer = 3 * arch.hidden * tokens * p.act  # final norm and the head's input
-    positions = s.batch * (s.logit_positions or seq) if arch.kind == "decoder" else 0
-    logits = positions * arch.outputs * (12 + (p.act if p.act < 4 else 0))
+    logits = _logit_positions(arch, s, cost, opts) * arch.outputs * (12 + (p.act if p.act < 4 else 0))
     full = layers * per_layer + outer + transient
     ckpt = layers * arch.hidden * tokens * p.act + per_layer + outer + transient
     return full, ckpt, logits
