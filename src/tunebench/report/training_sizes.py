@@ -279,12 +279,13 @@ def _at(v: Verdict) -> str:
 
 
 def _sizes(verdicts: list[Verdict]) -> str:
-    """'10 examples per class', '10 and 30 examples per class' → as listed: 'a, b and c'."""
+    """The verdicts' sizes in a sentence: '10 examples per class', or 'a, b and c'."""
     names = [v.size for v in verdicts]
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _short(state: str, label: str, reference: str) -> str:
+    """A verdict in a few words, for a list of sizes: 'not distinguishable', 'probe ahead'."""
     return {TIED: "not distinguishable", BEHIND: f"{reference} ahead", AHEAD: f"{label} ahead"}[state]
 
 
